@@ -1,0 +1,3 @@
+from onnxcam.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""The CAM-ready model contract, written once: export writes it, runtime reads it.
+
+A CAM-ready ONNX model has
+
+- inputs ``input`` float32 ``(N, C, H, W)`` (N dynamic) and ``class_index`` int64 ``(N,)``.
+  A negative class index means "the top-1 class of this same pass": the graph resolves it with an
+  ``ArgMax`` over its own logits, so explaining the predicted class costs one forward pass.
+- outputs ``logits`` ``(N, K)`` and, for every target layer ``L``,
+  ``activations/L`` ``(N, C_L, h, w)`` and ``gradients/L`` = dy^c/dA ``(N, C_L, h, w)``;
+  ``cam_weights/L`` ``(N, C_L)`` (the classifier row of class c) when ``L`` feeds a
+  global-average-pool + linear head, which is what CAM needs.
+- ``metadata_props[METADATA_KEY]``: a JSON document, :class:`ModelMetadata`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CONTRACT_VERSION = 1
+METADATA_KEY = "onnxcam"
+
+INPUT = "input"
+CLASS_INDEX = "class_index"
+LOGITS = "logits"
+TOP1_CLASS = -1
+"""The ``class_index`` value that asks the graph to explain its own top-1 class."""
+
+
+def activations_name(layer: str) -> str:
+    """Output name of the activations of ``layer``."""
+    return f"activations/{layer}"
+
+
+def gradients_name(layer: str) -> str:
+    """Output name of dy^c/dA for ``layer``."""
+    return f"gradients/{layer}"
+
+
+def cam_weights_name(layer: str) -> str:
+    """Output name of the classifier row w^c that CAM multiplies ``layer``'s activations with."""
+    return f"cam_weights/{layer}"
+
+
+class ContractError(ValueError):
+    """A file or a metadata document does not follow the CAM-ready model contract."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How decoded RGB uint8 pixels become the model's float input.
+
+    ``x = (pixel / 255 - mean) / std`` per channel, after resizing the whole image (no crop) to
+    ``input_size`` = ``(H, W)`` with bilinear interpolation, channels in ``channel_order``.
+    """
+
+    input_size: tuple[int, int] = (224, 224)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    channel_order: str = "RGB"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        return cls(
+            input_size=tuple(int(v) for v in data["input_size"]),
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+            channel_order=str(data["channel_order"]),
+        )
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One target layer: its module name and the ``(C, h, w)`` shape of its activations."""
+
+    name: str
+    shape: tuple[int, int, int]
+    has_cam_weights: bool = False
+
+    @property
+    def activations(self) -> str:
+        return activations_name(self.name)
+
+    @property
+    def gradients(self) -> str:
+        return gradients_name(self.name)
+
+    @property
+    def cam_weights(self) -> str:
+        return cam_weights_name(self.name)
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """The JSON document stored in ``metadata_props[METADATA_KEY]``."""
+
+    layers: tuple[LayerInfo, ...]
+    num_classes: int
+    preprocessing: Preprocessing = Preprocessing()
+    arch: str | None = None
+    class_labels: tuple[str, ...] | None = None
+    exporter: dict[str, str] = field(default_factory=dict)
+    contract_version: int = CONTRACT_VERSION
+
+    def layer(self, name: str) -> LayerInfo:
+        for info in self.layers:
+            if info.name == name:
+                return info
+        raise KeyError(name)
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(info.name for info in self.layers)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMetadata:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ContractError(f"metadata '{METADATA_KEY}' is not valid JSON: {exc}") from exc
+        version = data.get("contract_version") if isinstance(data, dict) else None
+        if version != CONTRACT_VERSION:
+            raise ContractError(
+                f"metadata '{METADATA_KEY}' has contract version {version!r}; this onnxcam reads "
+                f"version {CONTRACT_VERSION}: re-export the model with this onnxcam"
+            )
+        try:
+            return cls(
+                layers=tuple(
+                    LayerInfo(
+                        name=str(layer["name"]),
+                        shape=tuple(int(v) for v in layer["shape"]),
+                        has_cam_weights=bool(layer.get("has_cam_weights", False)),
+                    )
+                    for layer in data["layers"]
+                ),
+                num_classes=int(data["num_classes"]),
+                preprocessing=Preprocessing.from_dict(data["preprocessing"]),
+                arch=data.get("arch"),
+                class_labels=tuple(data["class_labels"]) if data.get("class_labels") else None,
+                exporter=dict(data.get("exporter", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ContractError(f"metadata '{METADATA_KEY}' is incomplete or malformed: {exc!r}") from exc

@@ -1,0 +1,141 @@
+"""Decompositions of the backward ops that the ONNX exporter cannot translate on its own.
+
+Tracing ``torch.autograd.grad`` leaves ``aten.convolution_backward``, ``aten.avg_pool2d_backward``
+and ``aten._adaptive_avg_pool2d_backward`` in the graph, and ``torch.onnx`` has no translation for
+them. The gradient with respect to a convolution's (or an average pool's) input is a transposed
+convolution with the same weights (or with a box kernel), which ONNX has as ``ConvTranspose``;
+adaptive average pooling is separable, so its gradient is two matrix products. Weights are
+constants of the exported graph, so their gradients are never asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch._decomp import core_aten_decompositions
+
+aten = torch.ops.aten
+
+
+def _transposed_output_padding(
+    input_size: Sequence[int],
+    output_size: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> list[int]:
+    """The ``output_padding`` that makes a transposed convolution give back ``input_size``.
+
+    A strided convolution maps several input sizes to the same output size; the transposed
+    convolution needs to be told which one it came from.
+    """
+    return [
+        int(i) - ((int(o) - 1) * s - 2 * p + d * (k - 1) + 1)
+        for i, o, k, s, p, d in zip(input_size, output_size, kernel_size, stride, padding, dilation)
+    ]
+
+
+def convolution_backward(
+    grad_output: torch.Tensor,
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias_sizes: Sequence[int] | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    transposed: bool,
+    output_padding: Sequence[int],
+    groups: int,
+    output_mask: Sequence[bool],
+) -> tuple[torch.Tensor | None, None, None]:
+    """dL/dinput of a (non-transposed) convolution; dL/dweight and dL/dbias are never needed."""
+    if transposed:
+        raise NotImplementedError("gradients through transposed convolutions are not supported")
+    if output_mask[1] or output_mask[2]:
+        raise NotImplementedError("weight gradients are not exported: weights are constants")
+    if not output_mask[0]:
+        return None, None, None
+    padding_out = _transposed_output_padding(
+        input.shape[2:], grad_output.shape[2:], weight.shape[2:], stride, padding, dilation
+    )
+    grad_input = aten.convolution(
+        grad_output, weight, None, stride, padding, dilation, True, padding_out, groups
+    )
+    return grad_input, None, None
+
+
+def _pair(values: Sequence[int]) -> list[int]:
+    return list(values) * 2 if len(values) == 1 else list(values)
+
+
+def avg_pool2d_backward(
+    grad_output: torch.Tensor,
+    input: torch.Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> torch.Tensor:
+    """dL/dinput of ``avg_pool2d``: each output gradient, divided by its window's divisor, is
+    spread evenly over its window (a depthwise transposed convolution with a box kernel)."""
+    kernel = _pair(kernel_size)
+    stride = _pair(stride) if len(stride) else kernel
+    padding = _pair(padding)
+    height, width = (int(v) for v in input.shape[2:])
+    if divisor_override:
+        divisor: torch.Tensor | int = divisor_override
+    else:
+        # The divisor varies near the border; pooling a map of ones with divisor 1 counts it.
+        if count_include_pad:
+            ones = torch.ones(1, 1, height + 2 * padding[0], width + 2 * padding[1])
+            divisor = F.avg_pool2d(ones, kernel, stride, 0, ceil_mode, True, 1)
+        else:
+            ones = torch.ones(1, 1, height, width)
+            divisor = F.avg_pool2d(ones, kernel, stride, padding, ceil_mode, False, 1)
+        divisor = divisor.to(grad_output.dtype)
+    channels = int(input.shape[1])
+    box = torch.ones(channels, 1, *kernel, dtype=grad_output.dtype)
+    padding_out = _transposed_output_padding(
+        (height, width), grad_output.shape[2:], kernel, stride, padding, (1, 1)
+    )
+    return aten.convolution(
+        grad_output / divisor, box, None, stride, padding, [1, 1], True, padding_out, channels
+    )
+
+
+def adaptive_pooling_matrix(out_size: int, in_size: int) -> torch.Tensor:
+    """(out_size, in_size) averaging matrix of adaptive average pooling along one axis.
+
+    Window i covers ``[floor(i * in / out), ceil((i + 1) * in / out))``, as in PyTorch. Built in
+    numpy so that it enters the traced graph as one constant, not as traced slice assignments.
+    """
+    matrix = np.zeros((out_size, in_size), dtype=np.float32)
+    for i in range(out_size):
+        start = (i * in_size) // out_size
+        end = -((-(i + 1) * in_size) // out_size)
+        matrix[i, start:end] = 1.0 / (end - start)
+    return torch.from_numpy(matrix)
+
+
+def adaptive_avg_pool2d_backward(grad_output: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
+    """dL/dinput of ``adaptive_avg_pool2d``: ``P_h^T @ grad_output @ P_w``."""
+    rows = adaptive_pooling_matrix(int(grad_output.shape[2]), int(input.shape[2]))
+    cols = adaptive_pooling_matrix(int(grad_output.shape[3]), int(input.shape[3]))
+    dtype = grad_output.dtype
+    return rows.T.to(dtype) @ grad_output @ cols.to(dtype)
+
+
+def gradient_decompositions() -> dict:
+    """The decomposition table for tracing a gradient graph that ``torch.onnx`` can translate."""
+    return {
+        **core_aten_decompositions(),
+        aten.convolution_backward.default: convolution_backward,
+        aten.avg_pool2d_backward.default: avg_pool2d_backward,
+        aten._adaptive_avg_pool2d_backward.default: adaptive_avg_pool2d_backward,
+    }

@@ -1,0 +1,158 @@
+"""``export_cam_model``: a torch classifier + target layers -> a CAM-ready ONNX file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+import onnxcam
+from onnxcam.atomic_write import write_atomically
+from onnxcam.contract import (
+    CLASS_INDEX,
+    INPUT,
+    LOGITS,
+    METADATA_KEY,
+    LayerInfo,
+    ModelMetadata,
+    Preprocessing,
+    activations_name,
+    cam_weights_name,
+    gradients_name,
+)
+from onnxcam.export.gradient_graph import (
+    CamReadyModule,
+    LayerCapture,
+    find_cam_classifier,
+    trace_gradient_graph,
+)
+from onnxcam.export.target_layers import resolve_layers
+
+MAX_BATCH = 4096
+
+
+class _GraphWrapper(nn.Module):
+    """Gives ``torch.export`` a module with named inputs around the traced graph."""
+
+    def __init__(self, graph: torch.fx.GraphModule):
+        super().__init__()
+        self.graph_module = graph
+
+    def forward(self, input: torch.Tensor, class_index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.graph_module(input, class_index)
+
+
+def _probe_layers(
+    model: nn.Module, layers: dict[str, nn.Module], example: torch.Tensor
+) -> tuple[dict[str, tuple[int, int, int]], dict[str, nn.Linear | None], int]:
+    """Run the model once eagerly: activation shapes, CAM heads, number of classes."""
+    with torch.no_grad(), LayerCapture(layers) as capture:
+        logits = model(example)
+    capture.check_called_once()
+    if logits.ndim != 2:
+        raise ValueError(f"the model returns logits of shape {tuple(logits.shape)}; expected (N, K)")
+    shapes, heads = {}, {}
+    for name, acts in capture.captured.items():
+        if acts.ndim != 4:
+            raise ValueError(
+                f"layer {name!r} outputs shape {tuple(acts.shape)}; a CAM layer needs (N, C, h, w)"
+            )
+        shapes[name] = tuple(int(v) for v in acts.shape[1:])
+        heads[name] = find_cam_classifier(model, acts, logits)
+    return shapes, heads, int(logits.shape[1])
+
+
+def _exporter_versions() -> dict[str, str]:
+    return {"onnxcam": onnxcam.__version__, "torch": torch.__version__, "onnx": onnx.__version__}
+
+
+def export_cam_model(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    target_layers: str | Sequence[str],
+    path: str | os.PathLike,
+    *,
+    preprocessing: Preprocessing | None = None,
+    class_labels: Sequence[str] | None = None,
+    arch: str | None = None,
+    opset_version: int | None = None,
+) -> Path:
+    """Write the CAM-ready ONNX model of ``model`` for ``target_layers`` to ``path``.
+
+    Args:
+        model: a classifier ``(N, C, H, W) -> (N, K)`` logits; it is put in eval mode.
+        example_input: ``(N, C, H, W)`` float32; fixes C, H and W (the batch stays dynamic).
+        target_layers: module names as in ``model.named_modules()``, e.g. ``"layer4"``,
+            ``"features.28"``, ``"layer3.1.conv2"``.
+        path: the ``.onnx`` file to write; it appears only once complete.
+        preprocessing: how uint8 images become inputs, stored in the metadata (default: ImageNet
+            mean/std at the example's size).
+        class_labels: optional names of the K classes, stored in the metadata.
+        arch: optional architecture name, stored in the metadata.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        LayerNotFoundError: a target layer is not a module name (the message lists the nearest).
+        ValueError: the example or a layer's output has the wrong shape.
+    """
+    if isinstance(target_layers, str):
+        target_layers = [target_layers]
+    if example_input.ndim != 4 or example_input.dtype != torch.float32:
+        raise ValueError(
+            f"example_input must be float32 (N, C, H, W); got {example_input.dtype} "
+            f"{tuple(example_input.shape)}"
+        )
+    model = model.eval()
+    layers = resolve_layers(model, target_layers)
+    # Two rows, so that torch.export does not specialise the batch size to 1.
+    example = example_input[:1].detach().expand(2, -1, -1, -1).contiguous()
+    shapes, heads, num_classes = _probe_layers(model, layers, example)
+    if class_labels is not None and len(class_labels) != num_classes:
+        raise ValueError(f"{len(class_labels)} class labels for a model with {num_classes} classes")
+
+    example_index = torch.tensor([-1, 0], dtype=torch.int64)
+    graph = trace_gradient_graph(CamReadyModule(model, layers, heads), example, example_index)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    exported = torch.export.export(
+        _GraphWrapper(graph), (example, example_index), dynamic_shapes=({0: batch}, {0: batch})
+    )
+    output_names = [LOGITS]
+    for name in layers:
+        output_names += [activations_name(name), gradients_name(name)]
+        if heads[name] is not None:
+            output_names.append(cam_weights_name(name))
+    program = torch.onnx.export(
+        exported,
+        (example, example_index),
+        input_names=[INPUT, CLASS_INDEX],
+        output_names=output_names,
+        opset_version=opset_version,
+        external_data=False,
+        dynamo=True,
+        verbose=False,
+    )
+    height, width = (int(v) for v in example.shape[2:])
+    metadata = ModelMetadata(
+        layers=tuple(
+            LayerInfo(name=name, shape=shapes[name], has_cam_weights=heads[name] is not None)
+            for name in layers
+        ),
+        num_classes=num_classes,
+        preprocessing=preprocessing or Preprocessing(input_size=(height, width)),
+        arch=arch,
+        class_labels=tuple(class_labels) if class_labels is not None else None,
+        exporter=_exporter_versions(),
+    )
+    if metadata.preprocessing.input_size != (height, width):
+        raise ValueError(
+            f"preprocessing.input_size {metadata.preprocessing.input_size} differs from the "
+            f"example input's size {(height, width)}"
+        )
+    program.model.metadata_props[METADATA_KEY] = metadata.to_json()
+    return write_atomically(path, program.save)

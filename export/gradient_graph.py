@@ -1,0 +1,159 @@
+"""The torch function that a CAM-ready model computes, and its trace into a plain graph.
+
+``CamReadyModule`` runs the classifier, captures the target layers' outputs with forward hooks,
+and differentiates the chosen class score with ``torch.autograd.grad``. Neither ``torch.export``
+nor the legacy exporter can capture ``autograd.grad`` inside ``forward``, so
+:func:`trace_gradient_graph` first traces it with ``make_fx``, which records the backward ops as
+ordinary aten ops, into a graph that ``torch.export`` accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from onnxcam.contract import TOP1_CLASS
+from onnxcam.export.backward_decompositions import gradient_decompositions
+
+
+class LayerCapture:
+    """Forward hooks that keep each target layer's output for differentiation.
+
+    The network goes on with a clone of the captured tensor, so in-place operations after the
+    layer (``out += identity``, ``ReLU(inplace=True)``) neither change the captured activations
+    nor break autograd. An output that does not require grad (frozen weights upstream) becomes a
+    leaf that does; outputs further down then depend on it and require grad themselves.
+    """
+
+    def __init__(self, layers: Mapping[str, nn.Module]):
+        self.layers = dict(layers)
+        self.captured: dict[str, torch.Tensor] = {}
+        self._calls: dict[str, int] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> LayerCapture:
+        self.captured.clear()
+        self._calls = dict.fromkeys(self.layers, 0)
+        for name, module in self.layers.items():
+            self._handles.append(module.register_forward_hook(self._hook_for(name)))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook_for(self, name: str):
+        def hook(module: nn.Module, inputs, output):
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(
+                    f"layer {name!r} ({type(module).__name__}) returns {type(output).__name__}, "
+                    "not a tensor: choose a module whose output is the feature map"
+                )
+            self._calls[name] += 1
+            if not output.requires_grad:
+                output = output.detach().requires_grad_(True)
+            self.captured[name] = output
+            return output.clone()
+
+        return hook
+
+    def check_called_once(self) -> None:
+        for name, calls in self._calls.items():
+            if calls != 1:
+                raise ValueError(
+                    f"layer {name!r} ran {calls} times in one forward pass (a module used at "
+                    "several places, such as a shared ReLU); choose a module that runs once, "
+                    "e.g. its parent block"
+                )
+
+
+def resolve_class_index(logits: torch.Tensor, class_index: torch.Tensor) -> torch.Tensor:
+    """``class_index`` with every TOP1_CLASS entry replaced by that row's top-1 class. (N,)"""
+    return torch.where(class_index == TOP1_CLASS, logits.argmax(dim=1), class_index)
+
+
+def one_hot_rows(index: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """(N,) class indices -> (N, K) one-hot rows.
+
+    Written as a comparison with ``arange`` rather than ``gather``/``scatter``: the gradient seed
+    then exports as Equal + Cast, which every runtime and fp16 handle.
+    """
+    classes = torch.arange(num_classes, device=index.device)
+    return (classes[None, :] == index[:, None]).to(dtype)
+
+
+def find_cam_classifier(
+    model: nn.Module, activations: torch.Tensor, logits: torch.Tensor
+) -> nn.Linear | None:
+    """The linear layer that makes ``logits`` from the global average of ``activations``, if any.
+
+    CAM is defined only for a global-average-pool + linear head. Rather than guess from module
+    names, this checks the defining identity on real numbers:
+    ``logits == linear(mean_hw(activations))``.
+
+    activations: (N, C, h, w); logits: (N, K).
+    """
+    pooled = activations.detach().mean(dim=(2, 3))
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    for linear in reversed(linears):
+        if linear.in_features != pooled.shape[1] or linear.out_features != logits.shape[1]:
+            continue
+        with torch.no_grad():
+            predicted = F.linear(pooled, linear.weight, linear.bias)
+        scale = logits.detach().abs().max().clamp_min(1e-6)
+        if torch.allclose(predicted, logits.detach(), rtol=1e-4, atol=1e-4 * float(scale)):
+            return linear
+    return None
+
+
+class CamReadyModule(nn.Module):
+    """``(input (N,C,H,W), class_index (N,)) -> (logits, *[activations, gradients, cam_weights?])``.
+
+    For each target layer, in order: its activations, dy^c/dA, and, when ``cam_heads`` holds a
+    linear layer for it, the classifier rows ``w^c`` (N, C_L).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Mapping[str, nn.Module],
+        cam_heads: Mapping[str, nn.Linear | None],
+    ):
+        super().__init__()
+        self.model = model
+        self.layers = dict(layers)
+        self.cam_heads = dict(cam_heads)
+
+    def forward(self, input: torch.Tensor, class_index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.enable_grad(), LayerCapture(self.layers) as capture:
+            logits = self.model(input)
+        capture.check_called_once()
+        index = resolve_class_index(logits, class_index)
+        seed = one_hot_rows(index, logits.shape[1], logits.dtype)
+        activations = [capture.captured[name] for name in self.layers]
+        gradients = torch.autograd.grad(logits, activations, grad_outputs=seed)
+        outputs = [logits.detach()]
+        for name, acts, grads in zip(self.layers, activations, gradients):
+            outputs += [acts.detach(), grads]
+            head = self.cam_heads.get(name)
+            if head is not None:
+                outputs.append(seed @ head.weight)
+        return tuple(outputs)
+
+
+def trace_gradient_graph(
+    module: CamReadyModule, example_input: torch.Tensor, example_class_index: torch.Tensor
+) -> torch.fx.GraphModule:
+    """Trace ``module`` (backward included) into an aten graph with a symbolic batch size."""
+    with torch.enable_grad():
+        return make_fx(
+            module,
+            tracing_mode="symbolic",
+            decomposition_table=gradient_decompositions(),
+            _allow_non_fake_inputs=True,
+        )(example_input, example_class_index)

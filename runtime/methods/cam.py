@@ -1,0 +1,27 @@
+"""CAM (Zhou et al., CVPR 2016)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxcam.runtime.methods.base import CamMethod, LayerOutputs
+
+
+class CAM(CamMethod):
+    r"""Class activation mapping: the classifier row weighs the channels.
+
+    .. math:: M^c = \sum_k w_k^c A^k
+
+    where :math:`w^c` is the row of class c of the linear layer that follows global average
+    pooling. Defined only for a layer feeding a GAP + linear head; the exporter finds that head
+    and writes ``cam_weights/<layer>``.
+
+    >>> result = session.explain(batch, method="cam", weighting="relu")  # doctest: +SKIP
+    """
+
+    name = "cam"
+    needs_gradients = False
+    needs_cam_weights = True
+
+    def channel_weights(self, outputs: LayerOutputs) -> np.ndarray:
+        return outputs.cam_weights

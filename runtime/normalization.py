@@ -1,0 +1,38 @@
+"""Per-map min-max normalisation that never divides by zero."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+FLAT_TOLERANCE = 1e-7
+"""A map whose value range is at most this fraction of its largest magnitude counts as flat."""
+
+
+def minmax_normalize(maps: np.ndarray) -> np.ndarray:
+    """Scale each map to [0, 1]; a flat (constant) map becomes all zeros, never NaN.
+
+    maps: (N, H, W) float -> (N, H, W) float32. Non-finite values are refused upstream.
+    """
+    maps = maps.astype(np.float32, copy=False)
+    low = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - low
+    magnitude = np.abs(maps).max(axis=(1, 2), keepdims=True)
+    flat = span <= FLAT_TOLERANCE * magnitude
+    scaled = (maps - low) / np.where(flat, 1.0, span)
+    return np.where(flat, 0.0, np.clip(scaled, 0.0, 1.0)).astype(np.float32)
+
+
+def zero_nonfinite_maps(maps: np.ndarray) -> np.ndarray:
+    """Replace every map holding NaN or Inf (an overflowing fp16 model, say) by zeros, with a
+    warning naming the images, so that no NaN reaches a user's heatmap. maps: (N, h, w)."""
+    finite = np.isfinite(maps).all(axis=(1, 2))
+    if finite.all():
+        return maps
+    warnings.warn(
+        f"the model produced NaN or Inf for images {np.flatnonzero(~finite).tolist()}; their maps are zeros",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return np.where(finite[:, None, None], maps, 0.0).astype(maps.dtype)
