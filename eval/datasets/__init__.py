@@ -1,0 +1,38 @@
+"""Ground-truth readers and the synthetic localization set.
+
+Every reader returns boxes as inclusive 0-based ``(x0, y0, x1, y1)`` int64 arrays and raises
+:class:`AnnotationError` (a ``ValueError``) naming the file and line of a malformed annotation.
+"""
+
+from onnxcam.eval.datasets.coco import COCOBoxes, read_coco_json, wsol_metadata_from_coco
+from onnxcam.eval.datasets.cub import CUB200, read_cub200, wsol_metadata_from_cub
+from onnxcam.eval.datasets.errors import AnnotationError
+from onnxcam.eval.datasets.synthetic import CLASS_NAMES, SyntheticDataset, make_synthetic_dataset
+from onnxcam.eval.datasets.voc import VOCAnnotation, read_voc_folder, read_voc_xml, wsol_metadata_from_voc
+from onnxcam.eval.datasets.wsol_metadata import (
+    WSOLMetadata,
+    read_wsol_mask,
+    read_wsol_metadata,
+    write_wsol_metadata,
+)
+
+__all__ = [
+    "CLASS_NAMES",
+    "COCOBoxes",
+    "CUB200",
+    "AnnotationError",
+    "SyntheticDataset",
+    "VOCAnnotation",
+    "WSOLMetadata",
+    "make_synthetic_dataset",
+    "read_coco_json",
+    "read_cub200",
+    "read_voc_folder",
+    "read_voc_xml",
+    "read_wsol_mask",
+    "read_wsol_metadata",
+    "wsol_metadata_from_coco",
+    "wsol_metadata_from_cub",
+    "wsol_metadata_from_voc",
+    "write_wsol_metadata",
+]

@@ -1,0 +1,142 @@
+"""CUB-200-2011's own annotation files.
+
+The data set's root (``CUB_200_2011/``) holds space-separated files keyed by a 1-based image id:
+``images.txt`` (``<id> <relative path>``), ``classes.txt`` (``<class id> <class name>``),
+``image_class_labels.txt`` (``<id> <class id>``), ``train_test_split.txt`` (``<id> <1 if
+training>``) and ``bounding_boxes.txt`` (``<id> <x> <y> <width> <height>``, floats); images lie
+under ``images/``.
+
+Boxes become inclusive ``(x0, y0, x1, y1) = (int(x), int(y), int(x + width), int(y + height))``,
+the rule of the WSOL code's CUB metadata (checked on its first test images: CUB's
+``60 27 325 304`` is its ``60,27,385,331``, and ``14 112 388 186`` its ``14,112,402,298``).
+Malformed lines raise :class:`AnnotationError` naming the file and the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from onnxcam.eval.datasets.errors import AnnotationError
+from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata
+
+
+@dataclass(frozen=True)
+class CUB200:
+    """CUB-200-2011 in file order: ``image_paths[i]`` (relative to ``images/``), ``labels[i]``
+    (0-based class index into ``class_names``), ``is_train[i]``, ``boxes[i]`` (``(N, 4)`` int64)."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    image_paths: tuple[str, ...]
+    labels: np.ndarray
+    is_train: np.ndarray
+    boxes: np.ndarray
+
+
+def _lines(path: Path, field_count: int) -> Iterator[tuple[int, list[str]]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (is {path.parent} the CUB_200_2011 folder?)")
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            fields = line.split(maxsplit=field_count - 1)
+            if len(fields) != field_count:
+                message = f"expected {field_count} space-separated fields, got {len(fields)}"
+                raise AnnotationError(path, number, message)
+            yield number, [f.strip() for f in fields]
+
+
+def _keyed(path: Path, field_count: int, parse) -> dict[int, tuple[int, object]]:
+    """Read ``<id> <fields...>`` lines into ``{id: (line number, parse(fields))}``.
+
+    ``parse`` raises ``ValueError`` for a bad value; that and a duplicate id become AnnotationError.
+    """
+    table: dict[int, tuple[int, object]] = {}
+    for number, (key, *rest) in _lines(path, field_count):
+        try:
+            identifier = int(key)
+            value = parse(rest)
+        except ValueError as error:
+            raise AnnotationError(path, number, f"cannot read {' '.join([key, *rest])!r}: {error}") from None
+        if identifier in table:
+            raise AnnotationError(path, number, f"duplicate id {identifier}")
+        table[identifier] = (number, value)
+    return table
+
+
+def _flag(fields: list[str]) -> bool:
+    if fields[0] not in ("0", "1"):
+        raise ValueError("expected 0 or 1")
+    return fields[0] == "1"
+
+
+def _box(fields: list[str]) -> list[int]:
+    x, y, width, height = (float(v) for v in fields)
+    if min(x, y, width, height) < 0:
+        raise ValueError("box values must be non-negative")
+    return [int(x), int(y), int(x + width), int(y + height)]
+
+
+def read_cub200(root: str | Path) -> CUB200:
+    """Read the annotation files under ``root`` (the ``CUB_200_2011`` folder) into :class:`CUB200`.
+
+    Raises :class:`AnnotationError` for malformed lines, duplicate or unknown ids, negative box
+    values, and images missing from a file (naming the file).
+    """
+    root = Path(root)
+    classes = _keyed(root / "classes.txt", 2, lambda f: f[0])
+    images = _keyed(root / "images.txt", 2, lambda f: f[0])
+    tables = {
+        "image_class_labels.txt": _keyed(root / "image_class_labels.txt", 2, lambda f: int(f[0])),
+        "train_test_split.txt": _keyed(root / "train_test_split.txt", 2, _flag),
+        "bounding_boxes.txt": _keyed(root / "bounding_boxes.txt", 5, _box),
+    }
+    ids = sorted(images)
+    for name, table in tables.items():
+        missing = [i for i in ids if i not in table]
+        unknown = [(line, i) for i, (line, _) in table.items() if i not in images]
+        if unknown:
+            raise AnnotationError(root / name, unknown[0][0], f"image id {unknown[0][1]} is not in images.txt")
+        if missing:
+            raise AnnotationError(root / name, None, f"no line for image ids {missing[:5]}")
+    class_ids = sorted(classes)
+    class_index = {class_id: i for i, class_id in enumerate(class_ids)}
+    labels = tables["image_class_labels.txt"]
+    for line, class_id in labels.values():
+        if class_id not in class_index:
+            raise AnnotationError(root / "image_class_labels.txt", line, f"unknown class id {class_id}")
+    return CUB200(
+        root=root,
+        class_names=tuple(classes[c][1] for c in class_ids),
+        image_paths=tuple(images[i][1] for i in ids),
+        labels=np.array([class_index[labels[i][1]] for i in ids], dtype=np.int64),
+        is_train=np.array([tables["train_test_split.txt"][i][1] for i in ids], dtype=bool),
+        boxes=np.array([tables["bounding_boxes.txt"][i][1] for i in ids], dtype=np.int64).reshape(-1, 4),
+    )
+
+
+def wsol_metadata_from_cub(cub: CUB200, train: bool, image_sizes: dict[str, tuple[int, int]]) -> WSOLMetadata:
+    """Return the training (``train=True``) or test split of ``cub`` as WSOL metadata.
+
+    ``image_sizes`` maps each image path to ``(width, height)`` (read them from the image files,
+    e.g. with ``PIL.Image.open(path).size``); a box reaching outside its image raises ``ValueError``.
+    """
+    metadata = WSOLMetadata([])
+    for path, label, in_train, box in zip(cub.image_paths, cub.labels, cub.is_train, cub.boxes):
+        if bool(in_train) != train:
+            continue
+        if path not in image_sizes:
+            raise ValueError(f"no image size given for {path}")
+        width, height = image_sizes[path]
+        if box[2] >= width or box[3] >= height:
+            raise ValueError(f"box {box.tolist()} of {path} leaves its {width}x{height} image")
+        metadata.image_ids.append(path)
+        metadata.class_labels[path] = int(label)
+        metadata.image_sizes[path] = (width, height)
+        metadata.boxes[path] = box[None, :].copy()
+    return metadata

@@ -1,0 +1,282 @@
+"""The WSOL evaluation protocol: MaxBoxAcc, MaxBoxAccV2 and PxAP over a threshold sweep.
+
+Mirrors the public code of Choe et al., "Evaluating Weakly Supervised Object Localization
+Methods Right" (CVPR 2020, github.com/clovaai/wsolevaluation, ``evaluation.py``,
+``inference.py``, ``util.py``), convention for convention:
+
+- a score map is resized to 224 x 224 with bicubic interpolation (``cv2.INTER_CUBIC``) and
+  min-max normalised to ``[0, 1]``; a constant map, or one holding NaN, becomes all zeros
+  (:func:`wsol_scoremap`);
+- the thresholds are ``np.arange(0, 1, step)``, ``step = 0.001`` in the paper's runs
+  (:func:`scoremap_thresholds`);
+- at threshold ``tau`` the map is quantised ``u8 = uint8(trunc(map * 255))`` and the foreground is
+  ``u8 > int(tau * u8.max())``, strictly greater;
+- contours come from ``cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)``, so holes are contours
+  too; the largest is the first with the largest ``cv2.contourArea`` (polygon area: a one-pixel-wide
+  blob has area 0), in OpenCV's order (which lists later-found contours first);
+- a contour's box is ``(x, y, min(x + w, W - 1), min(y + h, H - 1))`` from ``cv2.boundingRect``:
+  one pixel wider and taller than the tight inclusive box except at the right and bottom border;
+  no contour gives the box ``(0, 0, 0, 0)``;
+- IoU uses inclusive pixel coordinates (:func:`onnxcam.eval.boxes.box_iou`), a threshold's IoU for
+  an image is the best over its predicted boxes and its ground-truth boxes, and an image counts as
+  correct when that IoU is ``>=`` the IoU threshold;
+- accuracies are percentages ``100 * correct / images``; MaxBoxAcc is the best over the sweep at
+  IoU 0.5 with the largest contour only; MaxBoxAccV2 uses every contour and averages the best
+  accuracies found separately at IoU 0.3, 0.5 and 0.7;
+- PxAP is the area under the pixel precision-recall curve built from score histograms over the
+  bins ``[t_0, t_1), ..., [t_{T-1}, 1), [1, 2), [2, 3]``, as ``MaskEvaluator`` does.
+
+``rule="native"`` swaps the contour rule for :func:`onnxcam.eval.boxes.blob_boxes` (foreground
+``map >= tau * max``, 8-connected components by pixel count, tight inclusive boxes, no hole boxes)
+and is meant for maps kept at each image's own size; everything else stays as above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import cv2
+import numpy as np
+
+from onnxcam.eval.boxes import blob_boxes, box_iou, check_boxes, foreground_blob_boxes
+
+WSOL_SIZE = 224
+V2_IOU_THRESHOLDS = (0.3, 0.5, 0.7)
+Rule = Literal["wsol", "native"]
+
+
+def scoremap_thresholds(step: float = 0.001) -> np.ndarray:
+    """Return the sweep ``np.arange(0, 1, step)`` of score-map thresholds, float64 ``(T,)``."""
+    if not 0 < step < 1:
+        raise ValueError(f"threshold step must be in (0, 1), got {step}")
+    return np.arange(0, 1, step)
+
+
+def normalize_scoremap(scoremap: np.ndarray) -> np.ndarray:
+    """Return ``(m - m.min()) / (m.max() - m.min())`` as float64, the WSOL ``normalize_scoremap``.
+
+    A map holding NaN, or a constant map, becomes zeros (of the same shape).
+    """
+    cam = np.array(scoremap, dtype=np.float64)
+    if np.isnan(cam).any() or cam.min() == cam.max():
+        return np.zeros_like(cam)
+    cam -= cam.min()
+    cam /= cam.max()
+    return cam
+
+
+def wsol_scoremap(scoremap: np.ndarray, size: int = WSOL_SIZE) -> np.ndarray:
+    """Return a raw 2-D map resized to ``size x size`` (bicubic, float64) and min-max normalised."""
+    cam = np.asarray(scoremap, dtype=np.float64)
+    if cam.ndim != 2:
+        raise ValueError(f"score map must be 2-D, got shape {cam.shape}")
+    return normalize_scoremap(cv2.resize(cam, (size, size), interpolation=cv2.INTER_CUBIC))
+
+
+def check_scoremap(scoremap: np.ndarray) -> np.ndarray:
+    """Return ``scoremap`` as float64 after the WSOL validity checks: 2-D, no NaN, in ``[0, 1]``."""
+    cam = np.asarray(scoremap, dtype=np.float64)
+    if cam.ndim != 2:
+        raise ValueError(f"score map must be 2-D, got shape {cam.shape}")
+    if np.isnan(cam).any():
+        raise ValueError("score map must not contain NaN")
+    if cam.size and (cam.min() < 0 or cam.max() > 1):
+        raise ValueError(f"score map must lie in [0, 1], got [{cam.min()}, {cam.max()}]")
+    return cam
+
+
+def _contour_boxes(foreground: np.ndarray) -> tuple[np.ndarray, int]:
+    """WSOL boxes of every contour of a uint8 mask and the index of the largest contour."""
+    contours, _ = cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+    if len(contours) == 0:
+        return np.zeros((1, 4), dtype=np.int64), 0
+    height, width = foreground.shape
+    boxes = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        boxes.append((x, y, min(x + w, width - 1), min(y + h, height - 1)))
+    largest = 0
+    if len(contours) > 1:
+        areas = [cv2.contourArea(contour) for contour in contours]
+        largest = areas.index(max(areas))  # the first of equal areas, like Python's max()
+    return np.array(boxes, dtype=np.int64), largest
+
+
+def _boxes_per_threshold(scoremap: np.ndarray, thresholds: np.ndarray, rule: Rule) -> list[tuple[np.ndarray, int]]:
+    cam = check_scoremap(scoremap)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if rule == "native":
+        if cam.max() <= 0:
+            return [blob_boxes(cam, 0.0)] * len(thresholds)
+        foreground = np.empty(cam.shape, dtype=bool)
+        peak = cam.max()
+        return [foreground_blob_boxes(np.greater_equal(cam, tau * peak, out=foreground)) for tau in thresholds]
+    if rule != "wsol":
+        raise ValueError(f"unknown box rule {rule!r}; expected 'wsol' or 'native'")
+    quantised = (cam * 255).astype(np.uint8)
+    cuts = np.trunc(thresholds * int(quantised.max())).astype(np.int64)
+    cache: dict[int, tuple[np.ndarray, int]] = {}
+    for cut in np.unique(cuts).tolist():
+        # cv2.threshold with THRESH_BINARY keeps u8 > cut, strictly, as the WSOL code does.
+        _, foreground = cv2.threshold(quantised, cut, 255, cv2.THRESH_BINARY)
+        cache[cut] = _contour_boxes(foreground)
+    return [cache[cut] for cut in cuts.tolist()]
+
+
+def wsol_boxes_from_scoremap(
+    scoremap: np.ndarray, thresholds: Sequence[float], multi_contour: bool = False
+) -> list[np.ndarray]:
+    """Return, per threshold, the ``(K, 4)`` inclusive boxes the WSOL code estimates.
+
+    ``scoremap`` is 2-D in ``[0, 1]`` (see :func:`check_scoremap`); the rule is the module's
+    (uint8 quantisation, strict ``>``, ``RETR_TREE`` contours, ``boundingRect`` boxes clipped to
+    ``W - 1``, ``H - 1``). With ``multi_contour=False`` each entry holds the largest contour's
+    box only (``K = 1``); with ``True`` one box per contour, holes included. No contour gives
+    ``[(0, 0, 0, 0)]``.
+    """
+    per_threshold = _boxes_per_threshold(scoremap, np.asarray(thresholds), "wsol")
+    if multi_contour:
+        return [boxes for boxes, _ in per_threshold]
+    return [boxes[largest : largest + 1] for boxes, largest in per_threshold]
+
+
+class IouCurves(NamedTuple):
+    """Best IoU per threshold for one image: ``largest`` (largest blob only) and ``every`` box."""
+
+    largest: np.ndarray
+    every: np.ndarray
+
+
+def iou_curves(
+    scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float], rule: Rule = "wsol"
+) -> IouCurves:
+    """Return the best IoU with ``gt_boxes`` at each threshold, for the largest and for all boxes.
+
+    ``scoremap`` is 2-D in ``[0, 1]``, ``gt_boxes`` ``(M, 4)`` inclusive boxes in the map's pixel
+    frame; the result holds two float64 ``(T,)`` arrays. ``rule="wsol"`` estimates boxes as
+    :func:`wsol_boxes_from_scoremap` does; ``rule="native"`` as
+    :func:`onnxcam.eval.boxes.blob_boxes` does, at ``tau * max``.
+    """
+    gt = check_boxes(gt_boxes, "gt_boxes")
+    if len(gt) == 0:
+        raise ValueError("an image needs at least one ground-truth box")
+    per_threshold = _boxes_per_threshold(scoremap, np.asarray(thresholds), rule)
+    counts = np.array([len(boxes) for boxes, _ in per_threshold])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    best = box_iou(np.concatenate([boxes for boxes, _ in per_threshold]), gt).max(axis=1)
+    largest = best[starts + np.array([index for _, index in per_threshold], dtype=np.int64)]
+    return IouCurves(largest=largest, every=np.maximum.reduceat(best, starts))
+
+
+@dataclass(frozen=True)
+class BoxAccuracy:
+    """Box accuracy (percent) along the threshold sweep at one IoU threshold, and its best point."""
+
+    iou_threshold: float
+    thresholds: np.ndarray
+    curve: np.ndarray
+
+    @property
+    def value(self) -> float:
+        """The best accuracy over the sweep (percent)."""
+        return float(self.curve.max())
+
+    @property
+    def best_threshold(self) -> float:
+        """The first score-map threshold that reaches :attr:`value`."""
+        return float(self.thresholds[int(np.argmax(self.curve))])
+
+
+@dataclass(frozen=True)
+class BoxAccuracyV2:
+    """MaxBoxAccV2: the mean of the best accuracies found at several IoU thresholds."""
+
+    per_iou: tuple[BoxAccuracy, ...]
+
+    @property
+    def value(self) -> float:
+        """Mean of the per-IoU best accuracies (percent)."""
+        return float(np.mean([accuracy.value for accuracy in self.per_iou]))
+
+
+def box_accuracy(ious: np.ndarray, thresholds: Sequence[float], iou_threshold: float = 0.5) -> BoxAccuracy:
+    """Return the box accuracy curve from per-image IoU curves ``ious`` of shape ``(N, T)``.
+
+    The curve at threshold ``t`` is ``100 * #{images with ious[:, t] >= iou_threshold} / N``.
+    Build ``ious`` by stacking :func:`iou_curves`; ``largest`` gives MaxBoxAcc's curves.
+    """
+    ious = np.asarray(ious, dtype=np.float64)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if ious.ndim != 2 or ious.shape[1] != len(thresholds) or ious.shape[0] == 0:
+        raise ValueError(f"ious must have shape (N >= 1, {len(thresholds)}), got {ious.shape}")
+    correct = (ious >= iou_threshold).sum(axis=0)
+    return BoxAccuracy(iou_threshold, thresholds, correct * 100.0 / float(ious.shape[0]))
+
+
+def max_box_acc(ious_largest: np.ndarray, thresholds: Sequence[float]) -> BoxAccuracy:
+    """MaxBoxAcc: box accuracy at IoU 0.5 from the largest-blob IoU curves ``(N, T)``."""
+    return box_accuracy(ious_largest, thresholds, 0.5)
+
+
+def max_box_acc_v2(
+    ious_every: np.ndarray, thresholds: Sequence[float], iou_thresholds: Sequence[float] = V2_IOU_THRESHOLDS
+) -> BoxAccuracyV2:
+    """MaxBoxAccV2: from the all-boxes IoU curves ``(N, T)``, best accuracy per IoU threshold, averaged."""
+    return BoxAccuracyV2(tuple(box_accuracy(ious_every, thresholds, delta) for delta in iou_thresholds))
+
+
+@dataclass(frozen=True)
+class PixelAP:
+    """PxAP (percent) with its precision-recall curve, from the highest threshold down.
+
+    ``thresholds[i]`` is the score a pixel must reach to count as predicted foreground at point
+    ``i`` (2.0, 1.0, then the sweep in descending order); ``precision[0]`` is NaN (no prediction).
+    """
+
+    value: float
+    thresholds: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+
+
+def pxap(
+    scoremaps: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    thresholds: Sequence[float],
+    ignore: Sequence[np.ndarray] | None = None,
+) -> PixelAP:
+    """Return PxAP, the pixel-level average precision of score maps against foreground masks.
+
+    ``scoremaps[i]`` is 2-D in ``[0, 1]``; ``masks[i]`` a boolean map of the same shape (true on
+    the object); ``ignore[i]``, if given, marks pixels left out of the count unless they are
+    foreground (the WSOL ignore region is ``ignore & ~mask``). Scores are histogrammed over the
+    bins ``[t_0, t_1), ..., [t_{T-1}, 1), [1, 2), [2, 3]``; precision and recall are taken at each
+    bin's left edge from the top, and PxAP is ``100 * sum_i precision[i] * (recall[i] - recall[i-1])``
+    over the points where something is predicted. Raises ``ValueError`` when no pixel is foreground.
+    """
+    edges = np.append(np.asarray(thresholds, dtype=np.float64), [1.0, 2.0, 3.0])
+    true_hist = np.zeros(len(edges) - 1)
+    false_hist = np.zeros(len(edges) - 1)
+    ignore = [None] * len(scoremaps) if ignore is None else ignore
+    if not len(scoremaps) == len(masks) == len(ignore):
+        raise ValueError("scoremaps, masks and ignore must have the same length")
+    for scoremap, mask, ignored in zip(scoremaps, masks, ignore):
+        cam = check_scoremap(scoremap)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != cam.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from score map shape {cam.shape}")
+        negative = ~mask if ignored is None else ~mask & ~np.asarray(ignored, dtype=bool)
+        true_hist += np.histogram(cam[mask], bins=edges)[0]
+        false_hist += np.histogram(cam[negative], bins=edges)[0]
+    tp = true_hist[::-1].cumsum()
+    fp = false_hist[::-1].cumsum()
+    if tp[-1] <= 0:
+        raise ValueError("PxAP needs at least one foreground pixel")
+    predicted = tp + fp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / predicted
+    recall = tp / tp[-1]
+    value = (precision[1:] * np.diff(recall))[predicted[1:] != 0].sum() * 100
+    return PixelAP(float(value), edges[-2::-1], precision, recall)
