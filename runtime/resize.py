@@ -1,8 +1,9 @@
 """Bilinear resizing in plain numpy, so the runtime needs no image library.
 
-Resizing is separable: ``out = R_h @ img @ R_w.T`` with ``R`` the (out, in) interpolation matrix.
-The matrices follow the half-pixel convention of ``torch.nn.functional.interpolate(...,
-mode="bilinear", align_corners=False)`` and OpenCV's ``INTER_LINEAR`` (no antialiasing).
+Resizing is separable: interpolate along rows, then along columns. Each output sample blends its
+two nearest input samples (``bilinear_taps``), with the half-pixel convention of
+``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False)`` and OpenCV's
+``INTER_LINEAR`` (no antialiasing).
 """
 
 from __future__ import annotations
@@ -13,31 +14,35 @@ import numpy as np
 
 
 @lru_cache(maxsize=64)
-def bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:
-    """(out_size, in_size) float32 matrix of bilinear weights, half-pixel centres, edges clamped."""
+def bilinear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each of ``out_size`` samples: the two input indices it blends and the weight of the second.
+
+    Returns ``(low, high, frac)``, each (out_size,): ``out = in[low] * (1 - frac) + in[high] * frac``;
+    half-pixel centres, clamped at the edges.
+    """
     centres = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5
     centres = np.clip(centres, 0.0, in_size - 1)
-    low = np.floor(centres).astype(np.int64)
+    low = np.floor(centres).astype(np.intp)
     high = np.minimum(low + 1, in_size - 1)
-    frac = centres - low
-    matrix = np.zeros((out_size, in_size), dtype=np.float64)
-    rows = np.arange(out_size)
-    np.add.at(matrix, (rows, low), 1.0 - frac)
-    np.add.at(matrix, (rows, high), frac)
-    matrix = matrix.astype(np.float32)
-    matrix.setflags(write=False)
-    return matrix
+    frac = (centres - low).astype(np.float32)
+    return low, high, frac
+
+
+def _resize_axis(array: np.ndarray, size: int, axis: int) -> np.ndarray:
+    low, high, frac = bilinear_taps(size, array.shape[axis])
+    shape = [1] * array.ndim
+    shape[axis] = size
+    frac = frac.reshape(shape)
+    return np.take(array, low, axis=axis) * (1.0 - frac) + np.take(array, high, axis=axis) * frac
 
 
 def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a stack of maps. maps: (N, h, w) -> (N, H, W) float32, size = (H, W)."""
-    height, width = size
-    rows = bilinear_matrix(height, maps.shape[1])
-    cols = bilinear_matrix(width, maps.shape[2])
-    return rows @ maps.astype(np.float32, copy=False) @ cols.T
+    maps = maps.astype(np.float32, copy=False)
+    return _resize_axis(_resize_axis(maps, size[0], axis=1), size[1], axis=2)
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of one image. image: (h, w, C) -> (H, W, C) float32, size = (H, W)."""
-    channels_first = np.moveaxis(image.astype(np.float32, copy=False), -1, 0)
-    return np.moveaxis(resize_maps(channels_first, size), 0, -1)
+    image = image.astype(np.float32, copy=False)
+    return _resize_axis(_resize_axis(image, size[0], axis=0), size[1], axis=1)

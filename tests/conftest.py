@@ -1,0 +1,49 @@
+"""Shared fixtures: zoo models exported once per test session (exports take 10-30 s each)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ZOO_SEED = 0
+
+
+@dataclass(frozen=True)
+class ExportedZooModel:
+    arch: str
+    model: object  # torch.nn.Module, with the exact weights that were exported
+    entry: object  # onnxcam.export.zoo.ZooEntry
+    path: Path  # CAM-ready ONNX with entry.last_layer and entry.middle_layer
+
+
+@pytest.fixture(scope="session")
+def exported_zoo_model(tmp_path_factory) -> Callable[[str], ExportedZooModel]:
+    """``exported_zoo_model(arch)``: the zoo model (seeded random init, or shipped weights) and its
+    CAM-ready export at the last and the middle layer, made on first use."""
+    torch = pytest.importorskip("torch")
+    from onnxcam.export import export_cam_model
+    from onnxcam.export.zoo import build_model, zoo_entry
+
+    cache: dict[str, ExportedZooModel] = {}
+    folder = tmp_path_factory.mktemp("zoo_exports")
+
+    def get(arch: str) -> ExportedZooModel:
+        if arch not in cache:
+            entry = zoo_entry(arch)
+            torch.manual_seed(ZOO_SEED)
+            model = build_model(arch)
+            path = export_cam_model(
+                model,
+                torch.zeros(1, 3, *entry.preprocessing.input_size),
+                [entry.last_layer, entry.middle_layer],
+                folder / f"{arch}.onnx",
+                preprocessing=entry.preprocessing,
+                arch=arch,
+            )
+            cache[arch] = ExportedZooModel(arch, model, entry, path)
+        return cache[arch]
+
+    return get
