@@ -47,3 +47,30 @@ def exported_zoo_model(tmp_path_factory) -> Callable[[str], ExportedZooModel]:
         return cache[arch]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_cam_model(tmp_path_factory) -> Path:
+    """A small CNN (3x32x32 -> 10 classes, GAP + linear head) exported CAM-ready at ``features``:
+    cheap enough for tests that push thousands of images or many corrupted copies through."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from onnxcam.contract import Preprocessing
+    from onnxcam.export import export_cam_model
+
+    torch.manual_seed(ZOO_SEED)
+    model = nn.Sequential()
+    model.add_module("stem", nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU()))
+    model.add_module("features", nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU()))
+    model.add_module("pool", nn.AdaptiveAvgPool2d(1))
+    model.add_module("flatten", nn.Flatten())
+    model.add_module("fc", nn.Linear(16, 10))
+    return export_cam_model(
+        model,
+        torch.zeros(1, 3, 32, 32),
+        ["features"],
+        tmp_path_factory.mktemp("tiny") / "tiny.onnx",
+        preprocessing=Preprocessing(input_size=(32, 32)),
+        arch="tiny",
+    )

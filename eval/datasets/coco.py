@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxcam.eval.datasets.errors import AnnotationError
+from onnxcam.eval.datasets.errors import AnnotationError, read_annotation_text
 from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata
 
 
@@ -119,7 +119,7 @@ def read_coco_json(path: str | Path) -> COCOBoxes:
     image. Each failure raises :class:`AnnotationError` naming the file and line.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = read_annotation_text(path)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxcam.eval.datasets.errors import AnnotationError
+from onnxcam.eval.datasets.errors import AnnotationError, read_annotation_text
 from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata
 
 
@@ -40,15 +40,14 @@ class CUB200:
 def _lines(path: Path, field_count: int) -> Iterator[tuple[int, list[str]]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (is {path.parent} the CUB_200_2011 folder?)")
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            fields = line.split(maxsplit=field_count - 1)
-            if len(fields) != field_count:
-                message = f"expected {field_count} space-separated fields, got {len(fields)}"
-                raise AnnotationError(path, number, message)
-            yield number, [f.strip() for f in fields]
+    for number, line in enumerate(read_annotation_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(maxsplit=field_count - 1)
+        if len(fields) != field_count:
+            message = f"expected {field_count} space-separated fields, got {len(fields)}"
+            raise AnnotationError(path, number, message)
+        yield number, [f.strip() for f in fields]
 
 
 def _keyed(path: Path, field_count: int, parse) -> dict[int, tuple[int, object]]:

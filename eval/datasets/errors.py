@@ -16,3 +16,15 @@ class AnnotationError(ValueError):
         self.line = line
         where = f"{self.path}:{line}" if line is not None else f"{self.path}"
         super().__init__(f"{where}: {message}")
+
+
+def read_annotation_text(path: str | Path) -> str:
+    """The UTF-8 text of an annotation file; bytes that are not UTF-8 raise AnnotationError with
+    the line they sit on, instead of a bare UnicodeDecodeError."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise AnnotationError(path, line, f"not UTF-8 text (byte {data[error.start]:#04x})") from None

@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from onnxcam.eval.datasets.errors import AnnotationError
+from onnxcam.eval.datasets.errors import AnnotationError, read_annotation_text
 
 IMAGE_IDS = "image_ids.txt"
 CLASS_LABELS = "class_labels.txt"
@@ -53,18 +53,17 @@ class WSOLMetadata:
 
 def _records(path: Path, field_counts: tuple[int, ...]) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line number, fields)`` for the non-blank lines of a comma-separated file."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split(",")
-            if len(fields) not in field_counts:
-                expected = " or ".join(str(count) for count in field_counts)
-                raise AnnotationError(path, number, f"expected {expected} comma-separated fields, got {len(fields)}")
-            if not fields[0]:
-                raise AnnotationError(path, number, "empty image id")
-            yield number, fields
+    for number, line in enumerate(read_annotation_text(path).split("\n"), start=1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        if len(fields) not in field_counts:
+            expected = " or ".join(str(count) for count in field_counts)
+            raise AnnotationError(path, number, f"expected {expected} comma-separated fields, got {len(fields)}")
+        if not fields[0]:
+            raise AnnotationError(path, number, "empty image id")
+        yield number, fields
 
 
 def _integers(path: Path, number: int, fields: list[str], what: str) -> list[int]:
