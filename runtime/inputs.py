@@ -23,8 +23,10 @@ def check_batch(batch: np.ndarray, channels: int, size: tuple[int, int]) -> np.n
         )
     expected = (channels, *size)
     if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+        channels_last = batch.ndim == 4 and tuple(batch.shape[1:]) == (*size, channels)
+        hint = " (channels last: transpose with batch.transpose(0, 3, 1, 2))" if channels_last else ""
         raise InputError(
-            f"batch has shape {tuple(batch.shape)}; this model takes (N, {', '.join(map(str, expected))})"
+            f"batch has shape {tuple(batch.shape)}; this model takes (N, {', '.join(map(str, expected))}){hint}"
         )
     if batch.shape[0] == 0:
         raise InputError("the batch is empty (N = 0)")

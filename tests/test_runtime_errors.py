@@ -35,6 +35,7 @@ def good_batch(n: int = 2) -> np.ndarray:
         (good_batch()[:, :2], r"shape \(2, 2, 224, 224\); this model takes \(N, 3, 224, 224\)"),
         (good_batch()[:, :, :100], r"this model takes \(N, 3, 224, 224\)"),
         (good_batch()[0], r"got one array of shape \(3, 224, 224\)"),
+        (good_batch().transpose(0, 2, 3, 1), r"\(N, 3, 224, 224\) \(channels last: transpose"),
         (np.zeros((0, 3, 224, 224), np.float32), "empty"),
     ],
 )
