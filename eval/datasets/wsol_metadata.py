@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from onnxcam.atomic_write import write_text_atomically
 from onnxcam.eval.datasets.errors import AnnotationError, read_annotation_text
 
 IMAGE_IDS = "image_ids.txt"
@@ -167,13 +168,13 @@ def write_wsol_metadata(metadata: WSOLMetadata, folder: str | Path) -> Path:
         if "," in image_id or "\n" in image_id or "\r" in image_id:
             raise ValueError(f"image id {image_id!r} cannot be written: it holds a comma or line break")
     ids = metadata.image_ids
-    (folder / IMAGE_IDS).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    write_text_atomically(folder / IMAGE_IDS, "".join(f"{i}\n" for i in ids))
     if metadata.class_labels:
         lines = (f"{i},{metadata.class_labels[i]}\n" for i in ids if i in metadata.class_labels)
-        (folder / CLASS_LABELS).write_text("".join(lines), encoding="utf-8")
+        write_text_atomically(folder / CLASS_LABELS, "".join(lines))
     if metadata.image_sizes:
         lines = (f"{i},{w},{h}\n" for i in ids if i in metadata.image_sizes for w, h in [metadata.image_sizes[i]])
-        (folder / IMAGE_SIZES).write_text("".join(lines), encoding="utf-8")
+        write_text_atomically(folder / IMAGE_SIZES, "".join(lines))
     if metadata.boxes:
         lines = (
             f"{i},{x0},{y0},{x1},{y1}\n"
@@ -181,7 +182,7 @@ def write_wsol_metadata(metadata: WSOLMetadata, folder: str | Path) -> Path:
             if i in metadata.boxes
             for x0, y0, x1, y1 in np.asarray(metadata.boxes[i]).reshape(-1, 4).tolist()
         )
-        (folder / LOCALIZATION).write_text("".join(lines), encoding="utf-8")
+        write_text_atomically(folder / LOCALIZATION, "".join(lines))
     elif metadata.mask_paths:
         lines = (
             f"{i},{mask},{metadata.ignore_paths.get(i, '') if k == 0 else ''}\n"
@@ -189,7 +190,7 @@ def write_wsol_metadata(metadata: WSOLMetadata, folder: str | Path) -> Path:
             if i in metadata.mask_paths
             for k, mask in enumerate(metadata.mask_paths[i])
         )
-        (folder / LOCALIZATION).write_text("".join(lines), encoding="utf-8")
+        write_text_atomically(folder / LOCALIZATION, "".join(lines))
     return folder
 
 
