@@ -9,6 +9,10 @@ A CAM-ready ONNX model has
   ``activations/L`` ``(N, C_L, h, w)`` and ``gradients/L`` = dy^c/dA ``(N, C_L, h, w)``;
   ``cam_weights/L`` ``(N, C_L)`` (the classifier row of class c) when ``L`` feeds a
   global-average-pool + linear head, which is what CAM needs.
+- optionally, ``input_gradients/<rule>`` dy^c/dx ``(N, C, H, W)`` for each backward rule through
+  ReLUs in INPUT_GRADIENT_RULES (``ModelMetadata.input_gradients`` lists the exported ones), and
+  fused heatmaps ``heatmap/<method>/<weighting>`` ``(N, H, W)`` in [0, 1] computed in the graph
+  for the layer ``ModelMetadata.fused`` names.
 - ``metadata_props[METADATA_KEY]``: a JSON document, :class:`ModelMetadata`.
 """
 
@@ -41,6 +45,22 @@ def gradients_name(layer: str) -> str:
 def cam_weights_name(layer: str) -> str:
     """Output name of the classifier row w^c that CAM multiplies ``layer``'s activations with."""
     return f"cam_weights/{layer}"
+
+
+def heatmap_name(method: str, weighting: str) -> str:
+    """Output name of the finished (resized, min-max normalised) heatmap fused into the graph."""
+    return f"heatmap/{method}/{weighting}"
+
+
+INPUT_GRADIENT_RULES = ("plain", "guided", "deconvnet")
+"""Backward rules through ReLU (and ReLU6) for dy^c/dx: ``plain`` autograd (vanilla saliency),
+``guided`` (guided backpropagation: gradient passes where the forward input and the incoming
+gradient are both positive) and ``deconvnet`` (where the incoming gradient is positive)."""
+
+
+def input_gradients_name(rule: str) -> str:
+    """Output name of dy^c/dx under the backward ``rule`` (one of INPUT_GRADIENT_RULES)."""
+    return f"input_gradients/{rule}"
 
 
 class ContractError(ValueError):
@@ -92,6 +112,19 @@ class LayerInfo:
 
 
 @dataclass(frozen=True)
+class FusedHeatmap:
+    """A heatmap computed inside the graph: output ``heatmap_name(method, weighting)`` for ``layer``."""
+
+    method: str
+    weighting: str
+    layer: str
+
+    @property
+    def output(self) -> str:
+        return heatmap_name(self.method, self.weighting)
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     """The JSON document stored in ``metadata_props[METADATA_KEY]``."""
 
@@ -102,6 +135,16 @@ class ModelMetadata:
     class_labels: tuple[str, ...] | None = None
     exporter: dict[str, str] = field(default_factory=dict)
     contract_version: int = CONTRACT_VERSION
+    # Optional parts, added after version 1 shipped: absent from older files, hence the defaults.
+    fused: tuple[FusedHeatmap, ...] = ()
+    input_gradients: tuple[str, ...] = ()
+
+    def fused_heatmap(self, method: str, weighting: str, layer: str) -> FusedHeatmap | None:
+        """The fused heatmap for ``method``/``weighting`` at ``layer``, or None if not exported."""
+        for fused in self.fused:
+            if (fused.method, fused.weighting, fused.layer) == (method, weighting, layer):
+                return fused
+        return None
 
     def layer(self, name: str) -> LayerInfo:
         for info in self.layers:
@@ -143,6 +186,11 @@ class ModelMetadata:
                 arch=data.get("arch"),
                 class_labels=tuple(data["class_labels"]) if data.get("class_labels") else None,
                 exporter=dict(data.get("exporter", {})),
+                fused=tuple(
+                    FusedHeatmap(str(f["method"]), str(f["weighting"]), str(f["layer"]))
+                    for f in data.get("fused", ())
+                ),
+                input_gradients=tuple(str(rule) for rule in data.get("input_gradients", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ContractError(f"metadata '{METADATA_KEY}' is incomplete or malformed: {exc!r}") from exc

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch._decomp import core_aten_decompositions
 
 aten = torch.ops.aten
@@ -72,6 +71,23 @@ def _pair(values: Sequence[int]) -> list[int]:
     return list(values) * 2 if len(values) == 1 else list(values)
 
 
+def avg_pool_divisors(
+    in_size: int, out_size: int, kernel: int, stride: int, padding: int, count_include_pad: bool
+) -> np.ndarray:
+    """(out_size,) divisor of each average-pooling window along one axis, as PyTorch's kernel.
+
+    Window o spans ``[o*stride - padding, min(o*stride - padding + kernel, in_size + padding))``;
+    with ``count_include_pad`` its divisor is that span (padding included), else the part inside
+    ``[0, in_size)``. In ``ceil_mode`` the last window can be cut short either way. The 2-D divisor
+    is the outer product of the two axes' (both factors are per-axis lengths).
+    """
+    start = np.arange(out_size) * stride - padding
+    end = np.minimum(start + kernel, in_size + padding)
+    if count_include_pad:
+        return (end - start).astype(np.float32)
+    return (np.minimum(end, in_size) - np.maximum(start, 0)).astype(np.float32)
+
+
 def avg_pool2d_backward(
     grad_output: torch.Tensor,
     input: torch.Tensor,
@@ -83,30 +99,34 @@ def avg_pool2d_backward(
     divisor_override: int | None,
 ) -> torch.Tensor:
     """dL/dinput of ``avg_pool2d``: each output gradient, divided by its window's divisor, is
-    spread evenly over its window (a depthwise transposed convolution with a box kernel)."""
+    spread evenly over its window (a depthwise transposed convolution with a box kernel).
+
+    In ``ceil_mode`` the last window may reach past the padded input, so the transposed
+    convolution can come out longer than the input: the extra rows fall on padding and are cut.
+    """
     kernel = _pair(kernel_size)
     stride = _pair(stride) if len(stride) else kernel
     padding = _pair(padding)
     height, width = (int(v) for v in input.shape[2:])
+    out_height, out_width = (int(v) for v in grad_output.shape[2:])
     if divisor_override:
         divisor: torch.Tensor | int = divisor_override
     else:
-        # The divisor varies near the border; pooling a map of ones with divisor 1 counts it.
-        if count_include_pad:
-            ones = torch.ones(1, 1, height + 2 * padding[0], width + 2 * padding[1])
-            divisor = F.avg_pool2d(ones, kernel, stride, 0, ceil_mode, True, 1)
-        else:
-            ones = torch.ones(1, 1, height, width)
-            divisor = F.avg_pool2d(ones, kernel, stride, padding, ceil_mode, False, 1)
-        divisor = divisor.to(grad_output.dtype)
+        # The divisor varies near the border (and at a ceil-mode window); built in numpy so that
+        # it enters the traced graph as one constant.
+        rows = avg_pool_divisors(height, out_height, kernel[0], stride[0], padding[0], count_include_pad)
+        cols = avg_pool_divisors(width, out_width, kernel[1], stride[1], padding[1], count_include_pad)
+        divisor = torch.from_numpy(np.outer(rows, cols)).to(grad_output.dtype)
     channels = int(input.shape[1])
     box = torch.ones(channels, 1, *kernel, dtype=grad_output.dtype)
     padding_out = _transposed_output_padding(
         (height, width), grad_output.shape[2:], kernel, stride, padding, (1, 1)
     )
-    return aten.convolution(
-        grad_output / divisor, box, None, stride, padding, [1, 1], True, padding_out, channels
+    grad_input = aten.convolution(
+        grad_output / divisor, box, None, stride, padding, [1, 1], True,
+        [max(p, 0) for p in padding_out], channels,
     )
+    return grad_input[:, :, :height, :width]
 
 
 def adaptive_pooling_matrix(out_size: int, in_size: int) -> torch.Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import onnx
@@ -23,10 +23,12 @@ from onnxcam.contract import (
     activations_name,
     cam_weights_name,
     gradients_name,
+    input_gradients_name,
 )
 from onnxcam.export.gradient_graph import (
     CamReadyModule,
     LayerCapture,
+    Reshape,
     find_cam_classifier,
     trace_gradient_graph,
 )
@@ -46,10 +48,27 @@ class _GraphWrapper(nn.Module):
         return self.graph_module(input, class_index)
 
 
+def _layer_reshapes(
+    reshape: Reshape | Mapping[str, Reshape] | None, layers: Sequence[str]
+) -> dict[str, Reshape]:
+    """``export_cam_model``'s ``reshape`` argument as one reshape per target layer that has one."""
+    if reshape is None:
+        return {}
+    if callable(reshape):
+        return dict.fromkeys(layers, reshape)
+    unknown = sorted(set(reshape) - set(layers))
+    if unknown:
+        raise ValueError(f"reshape given for {unknown}, which are not target layers {list(layers)}")
+    return dict(reshape)
+
+
 def _probe_layers(
-    model: nn.Module, layers: dict[str, nn.Module], example: torch.Tensor
+    model: nn.Module,
+    layers: dict[str, nn.Module],
+    example: torch.Tensor,
+    reshapes: Mapping[str, Reshape],
 ) -> tuple[dict[str, tuple[int, int, int]], dict[str, nn.Linear | None], int]:
-    """Run the model once eagerly: activation shapes, CAM heads, number of classes."""
+    """Run the model once eagerly: (reshaped) activation shapes, CAM heads, number of classes."""
     with torch.no_grad(), LayerCapture(layers) as capture:
         logits = model(example)
     capture.check_called_once()
@@ -57,9 +76,17 @@ def _probe_layers(
         raise ValueError(f"the model returns logits of shape {tuple(logits.shape)}; expected (N, K)")
     shapes, heads = {}, {}
     for name, acts in capture.captured.items():
-        if acts.ndim != 4:
+        if name in reshapes:
+            acts = reshapes[name](acts)
+        if acts.ndim != 4 or acts.shape[0] != example.shape[0]:
+            hint = (
+                "its reshape must return (N, C, h, w)"
+                if name in reshapes
+                else "pass reshape= (tokens -> grid) for a layer that outputs tokens"
+            )
             raise ValueError(
-                f"layer {name!r} outputs shape {tuple(acts.shape)}; a CAM layer needs (N, C, h, w)"
+                f"layer {name!r} outputs shape {tuple(acts.shape)}; a CAM layer needs "
+                f"(N, C, h, w): {hint}"
             )
         shapes[name] = tuple(int(v) for v in acts.shape[1:])
         heads[name] = find_cam_classifier(model, acts, logits)
@@ -79,7 +106,10 @@ def export_cam_model(
     preprocessing: Preprocessing | None = None,
     class_labels: Sequence[str] | None = None,
     arch: str | None = None,
+    reshape: Reshape | Mapping[str, Reshape] | None = None,
     opset_version: int | None = None,
+    input_gradients: Sequence[str] = (),
+    fused: Sequence[tuple[str, str]] = (),
 ) -> Path:
     """Write the CAM-ready ONNX model of ``model`` for ``target_layers`` to ``path``.
 
@@ -93,6 +123,17 @@ def export_cam_model(
             mean/std at the example's size).
         class_labels: optional names of the K classes, stored in the metadata.
         arch: optional architecture name, stored in the metadata.
+        reshape: maps a layer's output to ``(N, C, h, w)`` where it is not a map already, e.g.
+            ViT tokens ``(N, 1 + h*w, C)`` -> ``(N, C, h, w)``
+            (:func:`onnxcam.export.zoo.vit.tokens_to_grid`), as pytorch-grad-cam's
+            ``reshape_transform``. One callable applies to every target layer; a mapping gives
+            one per layer name. It is traced into the graph and applied, after differentiation,
+            to both the activations and their gradients. It must keep the batch axis symbolic
+            (index or ``unflatten`` it, never ``int(x.shape[0])``).
+        input_gradients: backward rules (``"plain"``, ``"guided"``, ``"deconvnet"``) for which
+            to add dy^c/dx as ``input_gradients/<rule>`` (saliency, guided backpropagation).
+        fused: ``(method, weighting)`` pairs whose finished heatmaps, for the first target layer,
+            become outputs ``heatmap/<method>/<weighting>`` (see ``onnxcam.export.fused_heatmaps``).
 
     Returns:
         ``path`` as a Path.
@@ -112,12 +153,20 @@ def export_cam_model(
     layers = resolve_layers(model, target_layers)
     # Two rows, so that torch.export does not specialise the batch size to 1.
     example = example_input[:1].detach().expand(2, -1, -1, -1).contiguous()
-    shapes, heads, num_classes = _probe_layers(model, layers, example)
+    reshapes = _layer_reshapes(reshape, list(layers))
+    shapes, heads, num_classes = _probe_layers(model, layers, example, reshapes)
     if class_labels is not None and len(class_labels) != num_classes:
         raise ValueError(f"{len(class_labels)} class labels for a model with {num_classes} classes")
 
     example_index = torch.tensor([-1, 0], dtype=torch.int64)
-    graph = trace_gradient_graph(CamReadyModule(model, layers, heads), example, example_index)
+    module = CamReadyModule(model, layers, heads, reshapes)
+    decompositions = None
+    if input_gradients:
+        from onnxcam.export.input_gradients import InputGradientModule, input_gradient_decompositions
+
+        module = InputGradientModule(module, input_gradients)
+        decompositions = input_gradient_decompositions()
+    graph = trace_gradient_graph(module, example, example_index, decompositions)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     exported = torch.export.export(
         _GraphWrapper(graph), (example, example_index), dynamic_shapes=({0: batch}, {0: batch})
@@ -127,6 +176,7 @@ def export_cam_model(
         output_names += [activations_name(name), gradients_name(name)]
         if heads[name] is not None:
             output_names.append(cam_weights_name(name))
+    output_names += [input_gradients_name(rule) for rule in dict.fromkeys(input_gradients)]
     program = torch.onnx.export(
         exported,
         (example, example_index),
@@ -148,11 +198,17 @@ def export_cam_model(
         arch=arch,
         class_labels=tuple(class_labels) if class_labels is not None else None,
         exporter=_exporter_versions(),
+        input_gradients=tuple(dict.fromkeys(input_gradients)),
     )
     if metadata.preprocessing.input_size != (height, width):
         raise ValueError(
             f"preprocessing.input_size {metadata.preprocessing.input_size} differs from the "
             f"example input's size {(height, width)}"
         )
+    if fused:
+        from onnxcam.export.fused_heatmaps import fused_model_proto
+
+        proto = fused_model_proto(program.model, metadata, fused)
+        return write_atomically(path, lambda temporary: onnx.save(proto, temporary))
     program.model.metadata_props[METADATA_KEY] = metadata.to_json()
     return write_atomically(path, program.save)

@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS, LayerInfo, ModelMetadata
+from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS, LayerInfo, ModelMetadata, input_gradients_name
 from onnxcam.runtime.inputs import (
     InputError,
     check_batch,
     class_index_array,
     preprocess_images,
 )
-from onnxcam.runtime.methods import CamMethod, LayerOutputs, get_method
+from onnxcam.runtime.methods import CamMethod, LayerOutputs, MethodContext, get_method
+from onnxcam.runtime.methods.passes import ModelPasses
 from onnxcam.runtime.model_file import open_inference_session, read_contract
 from onnxcam.runtime.normalization import minmax_normalize, zero_nonfinite_maps
 from onnxcam.runtime.providers import check_session_providers, select_providers
@@ -25,6 +26,9 @@ from onnxcam.runtime.resize import resize_maps
 from onnxcam.runtime.weighting import check_weighting
 
 Images = np.ndarray | Sequence[np.ndarray]
+
+SMOOTHING_FACTORS = (1.0, 0.9, 1.1)
+"""Intensity factors of ``aug_smooth`` (each with and without a horizontal flip); 1.0 first."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ class CamSession:
         self.path = Path(path)
         requested = select_providers(providers)
         options = session_options or default_session_options(threads)
+        self._options = options
+        self._model_passes: ModelPasses | None = None
         self.session = open_inference_session(self.path, requested, options)
         if providers is not None:
             check_session_providers(self.session, requested)
@@ -110,7 +116,7 @@ class CamSession:
             ) from None
 
     def _output_names(self, method: CamMethod, layer: LayerInfo) -> list[str]:
-        names = [LOGITS, layer.activations]
+        names = [layer.activations]
         if method.needs_gradients:
             names.append(layer.gradients)
         if method.needs_cam_weights:
@@ -121,6 +127,69 @@ class CamSession:
                 )
             names.append(layer.cam_weights)
         return names
+
+    def _input_gradients_name(self, method: CamMethod) -> list[str]:
+        rule = method.input_gradient_rule
+        if rule is None:
+            return []
+        if rule not in self.metadata.input_gradients:
+            raise ValueError(
+                f"method {method.name!r} needs the input gradients with the {rule!r} rule, which "
+                f"{self.path.name} does not have: export it with input_gradients=[{rule!r}] "
+                f"(`onnxcam export --input-gradients {rule}`)"
+            )
+        return [input_gradients_name(rule)]
+
+    def _passes(self) -> ModelPasses:
+        if self._model_passes is None:
+            self._model_passes = ModelPasses(self.path, self.session.get_providers(), self._options)
+        return self._model_passes
+
+    def _maps_at_input(
+        self,
+        batch: np.ndarray,
+        index: np.ndarray,
+        method: CamMethod,
+        weighting: str,
+        layers: list[LayerInfo],
+        use_fused: bool,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """One explanation of a preprocessed batch: (maps (N, H, W) in [0, 1], or None where only
+        ``raw`` was computed and the caller resizes it, raw maps, logits, explained classes)."""
+        names = [LOGITS] + self._input_gradients_name(method)
+        for layer in layers:
+            names += self._output_names(method, layer)
+        fused = (
+            self.metadata.fused_heatmap(method.name, weighting, layers[0].name)
+            if use_fused and len(layers) == 1
+            else None
+        )
+        if fused is not None:
+            names.append(fused.output)
+        names = list(dict.fromkeys(names))
+        fetched = dict(zip(names, self.session.run(names, {INPUT: batch, CLASS_INDEX: index})))
+        logits = fetched[LOGITS]
+        explained = np.where(index < 0, logits.argmax(axis=1), index).astype(np.int64)
+        raws = []
+        for layer in layers:
+            outputs = LayerOutputs(
+                activations=fetched[layer.activations],
+                gradients=fetched.get(layer.gradients),
+                cam_weights=fetched.get(layer.cam_weights),
+                input_gradients=fetched.get(input_gradients_name(method.input_gradient_rule))
+                if method.input_gradient_rule
+                else None,
+            )
+            context = MethodContext(batch, explained, logits, layer, self._passes())
+            raws.append(zero_nonfinite_maps(method.raw_maps(outputs, weighting, context).astype(np.float32)))
+        size = batch.shape[2:]
+        if len(layers) == 1:
+            maps = fetched[fused.output] if fused is not None else None
+            return maps, raws[0], logits, explained
+        # Several layers (LayerCAM's fusion), as pytorch-grad-cam does: each map normalised at its
+        # own resolution, resized to the input, averaged, normalised again.
+        mean = np.mean([resize_maps(minmax_normalize(raw), size) for raw in raws], axis=0)
+        return minmax_normalize(mean), mean, logits, explained
 
     def prepare(self, images: Images) -> tuple[np.ndarray, list[tuple[int, int]] | None]:
         """The model's float32 (N, C, H, W) input for ``images`` and, for decoded images, their sizes."""
@@ -140,11 +209,13 @@ class CamSession:
     def explain(
         self,
         images: Images,
-        method: str = "gradcam",
+        method: str | CamMethod = "gradcam",
         weighting: str = "relu",
         class_index: int | Sequence[int] | np.ndarray | None = None,
         *,
-        layer: str | None = None,
+        layer: str | Sequence[str] | None = None,
+        aug_smooth: bool = False,
+        use_fused: bool = True,
     ) -> CamResult:
         """Class activation maps for ``images``.
 
@@ -152,39 +223,69 @@ class CamSession:
             images: a float32 ``(N, C, H, W)`` batch already preprocessed for the model (maps are
                 then ``(N, H, W)``), or a list of decoded RGB uint8 ``(H, W, 3)`` images, which are
                 preprocessed from the model's metadata (maps then come at each image's own size).
-            method: ``"cam"`` or ``"gradcam"`` (see ``onnxcam.runtime.methods.METHODS``).
-            weighting: ``"relu"``, ``"abs"``, ``"abs-weights"`` or ``"none"``.
+            method: a name in ``onnxcam.runtime.methods.METHODS`` (``"cam"``, ``"gradcam"``,
+                ``"gradcam++"``, ``"scorecam"``, ...) or a configured method instance such as
+                ``ScoreCAM(batch_size=64)``.
+            weighting: ``"relu"``, ``"abs"``, ``"abs-weights"`` or ``"none"`` (see
+                ``onnxcam.runtime.weighting``; some methods take fewer).
             class_index: the class to explain, one for all or one per image; None for each
                 image's top-1 class, computed in the same pass.
-            layer: which exported layer (default: the first).
+            layer: which exported layer (default: the first), or several to fuse their maps
+                (each normalised, resized to the input, averaged; ``raw_maps`` is then that
+                average at input resolution).
+            aug_smooth: test-time smoothing: average the maps of the batch flipped or not times
+                intensity factors 0.9, 1, 1.1 (pytorch-grad-cam's ``aug_smooth``), all for the
+                classes explained on the unaugmented batch; ``raw_maps`` is the average at input
+                resolution. Costs six passes.
+            use_fused: take the map from a ``heatmap/<method>/<weighting>`` output fused into the
+                graph when the model has one for this layer (only for a preprocessed batch and one
+                layer without smoothing; otherwise the maps are computed in numpy).
         """
         cam_method = get_method(method)
-        check_weighting(weighting)
-        layer_info = self._layer(layer)
-        output_names = self._output_names(cam_method, layer_info)
+        cam_method.check_weighting(check_weighting(weighting))
+        names = [layer] if layer is None or isinstance(layer, str) else list(layer)
+        if not names:
+            raise ValueError("layer is an empty list; name at least one exported layer")
+        layers = [self._layer(name) for name in names]
         batch, sizes = self.prepare(images)
         index = class_index_array(class_index, batch.shape[0], self.metadata.num_classes)
-        fetched = dict(
-            zip(output_names, self.session.run(output_names, {INPUT: batch, CLASS_INDEX: index}))
-        )
-        outputs = LayerOutputs(
-            activations=fetched[layer_info.activations],
-            gradients=fetched.get(layer_info.gradients),
-            cam_weights=fetched.get(layer_info.cam_weights),
-        )
-        raw = zero_nonfinite_maps(cam_method.raw_maps(outputs, weighting).astype(np.float32))
-        logits = fetched[LOGITS]
-        if sizes is None:
-            maps = minmax_normalize(resize_maps(raw, batch.shape[2:]))
+        if aug_smooth:
+            at_input, raw, logits, explained = self._smoothed(batch, index, cam_method, weighting, layers)
         else:
-            maps = [minmax_normalize(resize_maps(raw[i : i + 1], size))[0] for i, size in enumerate(sizes)]
-        explained = np.where(index < 0, logits.argmax(axis=1), index).astype(np.int64)
+            at_input, raw, logits, explained = self._maps_at_input(
+                batch, index, cam_method, weighting, layers, use_fused and sizes is None
+            )
+        source = raw if at_input is None else at_input
+        if sizes is None:
+            maps = at_input if at_input is not None else minmax_normalize(resize_maps(raw, batch.shape[2:]))
+        else:
+            maps = [minmax_normalize(resize_maps(source[i : i + 1], size))[0] for i, size in enumerate(sizes)]
         return CamResult(
             maps=maps,
             class_index=explained,
             logits=logits,
             raw_maps=raw,
-            layer=layer_info.name,
+            layer=",".join(layer.name for layer in layers),
             method=cam_method.name,
             weighting=weighting,
         )
+
+    def _smoothed(
+        self, batch: np.ndarray, index: np.ndarray, method: CamMethod, weighting: str, layers: list[LayerInfo]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """aug_smooth: maps of the six augmented batches, de-augmented, averaged, renormalised."""
+        total, logits, explained = None, None, index
+        for flip in (False, True):
+            for factor in SMOOTHING_FACTORS:
+                augmented = (batch[..., ::-1] if flip else batch) * np.float32(factor)
+                maps, raw, run_logits, run_explained = self._maps_at_input(
+                    np.ascontiguousarray(augmented, dtype=np.float32), explained, method, weighting, layers, False
+                )
+                if maps is None:
+                    maps = minmax_normalize(resize_maps(raw, batch.shape[2:]))
+                if logits is None:  # the unaugmented batch comes first and fixes the classes
+                    logits, explained = run_logits, run_explained
+                maps = maps[..., ::-1] if flip else maps
+                total = maps.astype(np.float64) if total is None else total + maps
+        mean = (total / (2 * len(SMOOTHING_FACTORS))).astype(np.float32)
+        return minmax_normalize(mean), mean, logits, explained

@@ -30,6 +30,10 @@ TARGET_SHAPES = {
     "vgg16": ((512, 14, 14), (512, 28, 28)),
     "mobilenet_v2": ((1280, 7, 7), (96, 14, 14)),
     "efficientnet_lite0": ((1280, 7, 7), (112, 14, 14)),
+    "densenet121": ((1024, 7, 7), (1024, 14, 14)),
+    "mobilenet_v3_large": ((960, 7, 7), (112, 14, 14)),
+    "convnext_tiny": ((768, 7, 7), (384, 14, 14)),
+    "vit_tiny": ((197, 64), (197, 64)),  # tokens: 1 class token + 14x14 patches, width 64
 }
 
 # Number of state-dict entries (each BatchNorm has 5: weight, bias, running_mean, running_var,
@@ -39,12 +43,21 @@ TARGET_SHAPES = {
 # vgg16: 13 convs x 2, 3 linears x 2                                           = 32
 # mobilenet_v2: stem 6, t=1 block 12, 16 blocks x 18, head 6, classifier 2    = 314
 # efficientnet_lite0: as its shipped checkpoint                                = 296
+# densenet121: 121 BatchNorms x 5 (stem, 58 layers x 2, 3 transitions, norm5) + 120 convs
+#   + classifier 2                                                            = 727
+# mobilenet_v3_large: 62 Conv-BN units x 6, 8 squeeze-excites x 4, classifier 4 = 312 (torchvision's)
+# convnext_tiny: stem 4, 18 blocks x 9, 3 downsamplers x 4, classifier 4     = 182
+# vit_tiny: class token, conv_proj 2, pos_embedding, 4 blocks x 12, ln 2, head 2 = 56
 KEY_COUNTS = {
     "resnet18": 122,
     "resnet50": 320,
     "vgg16": 32,
     "mobilenet_v2": 314,
     "efficientnet_lite0": 296,
+    "densenet121": 727,
+    "mobilenet_v3_large": 312,
+    "convnext_tiny": 182,
+    "vit_tiny": 56,
 }
 
 # Exact keys (with shapes) of torchvision's models and of the shipped Lite0 checkpoint.
@@ -91,6 +104,42 @@ PINNED_KEYS = {
         "_conv_head.weight": (1280, 320, 1, 1),
         "_bn1.running_var": (1280,),
         "_fc.weight": (1000, 1280),
+    },
+    "densenet121": {
+        "features.conv0.weight": (64, 3, 7, 7),
+        "features.denseblock1.denselayer1.norm1.weight": (64,),
+        "features.denseblock4.denselayer16.conv2.weight": (32, 128, 3, 3),
+        "features.transition3.conv.weight": (512, 1024, 1, 1),
+        "features.norm5.running_var": (1024,),
+        "classifier.weight": (1000, 1024),
+    },
+    "mobilenet_v3_large": {
+        "features.0.0.weight": (16, 3, 3, 3),
+        "features.1.block.0.0.weight": (16, 1, 3, 3),
+        "features.4.block.2.fc1.weight": (24, 72, 1, 1),
+        "features.4.block.2.fc2.bias": (72,),
+        "features.15.block.3.1.running_mean": (160,),
+        "features.16.0.weight": (960, 160, 1, 1),
+        "classifier.0.weight": (1280, 960),
+        "classifier.3.weight": (1000, 1280),
+    },
+    "convnext_tiny": {
+        "features.0.0.weight": (96, 3, 4, 4),
+        "features.1.0.layer_scale": (96, 1, 1),
+        "features.1.0.block.0.weight": (96, 1, 7, 7),
+        "features.1.0.block.2.weight": (96,),
+        "features.5.8.block.3.weight": (1536, 384),
+        "features.6.1.weight": (768, 384, 2, 2),
+        "classifier.0.weight": (768,),
+        "classifier.2.weight": (1000, 768),
+    },
+    "vit_tiny": {
+        "class_token": (1, 1, 64),
+        "conv_proj.weight": (64, 3, 16, 16),
+        "encoder.pos_embedding": (1, 197, 64),
+        "encoder.layers.encoder_layer_3.self_attention.in_proj_weight": (192, 64),
+        "encoder.layers.encoder_layer_0.mlp.3.weight": (64, 256),
+        "heads.head.weight": (1000, 64),
     },
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxcam.runtime.methods.base import CamMethod, LayerOutputs
+from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
 
 
 class CAM(CamMethod):
@@ -23,5 +23,5 @@ class CAM(CamMethod):
     needs_gradients = False
     needs_cam_weights = True
 
-    def channel_weights(self, outputs: LayerOutputs) -> np.ndarray:
+    def channel_weights(self, outputs: LayerOutputs, context: MethodContext | None = None) -> np.ndarray:
         return outputs.cam_weights

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxcam.runtime.methods.base import CamMethod, LayerOutputs
+from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
 
 
 class GradCAM(CamMethod):
@@ -20,5 +20,5 @@ class GradCAM(CamMethod):
 
     name = "gradcam"
 
-    def channel_weights(self, outputs: LayerOutputs) -> np.ndarray:
+    def channel_weights(self, outputs: LayerOutputs, context: MethodContext | None = None) -> np.ndarray:
         return outputs.gradients.mean(axis=(2, 3))

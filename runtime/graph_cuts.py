@@ -1,0 +1,170 @@
+"""Parts of a CAM-ready graph, cut out with plain ``onnx`` (no torch): the forward network alone,
+and the *head* that turns a target layer's activations into the logits, for Ablation-CAM.
+
+Ablation-CAM zeroes one activation channel at a time and reruns only what follows the layer. The
+head is extracted from the model's own forward graph (``onnx.utils.Extractor`` from
+``activations/L`` to ``logits``) and split into three parts, so that a batch of C ablations costs
+little more than one head pass:
+
+- ``reduce``: the leading ops after the layer that commute with zeroing a channel (``ReLU``,
+  pooling, spatial means, a flatten of a 1x1 map): they run once on the unablated activations and
+  the ablation mask is applied to their (much smaller) output;
+- ``body``: from there to the input of the final linear layer;
+- ``linear``: that layer's weights, so only the target class's row is evaluated (in numpy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from onnxcam.contract import INPUT, LOGITS
+
+__all__ = ["HeadGraph", "extract_forward_model", "extract_head", "extract_model"]
+
+# Per-channel ops g with g(zero channel) = zero channel: applying a binary channel mask before or
+# after them gives the same result, so the mask can move past them.
+_MASK_COMMUTING = {"Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Identity"}
+_SPATIAL_REDUCTIONS = {"ReduceMean", "ReduceMax"}
+# Flattening keeps the channel axis only when the spatial size is 1; the runtime checks shapes.
+_RESHAPES = {"Flatten", "Reshape"}
+
+
+def extract_model(model: onnx.ModelProto, inputs: list[str], outputs: list[str]) -> onnx.ModelProto:
+    """The sub-model computing ``outputs`` from ``inputs`` (and constants), metadata kept.
+
+    Raises ValueError when ``outputs`` also depend on another graph input: ``inputs`` is then
+    not a cut of the graph (a skip connection that bypasses a mid-block layer, say).
+    """
+    extracted = onnx.utils.Extractor(model).extract_model(inputs, outputs)
+    graph_inputs = {value.name for value in model.graph.input}
+    produced = {name for node in extracted.graph.node for name in node.output}
+    constants = {init.name for init in extracted.graph.initializer}
+    for node in extracted.graph.node:
+        for name in node.input:
+            if name and name not in produced and name not in constants and name not in inputs:
+                if name in graph_inputs:
+                    raise ValueError(
+                        f"{outputs} depend on graph input {name!r} besides {inputs}: "
+                        f"{inputs} do not cut the graph"
+                    )
+    return extracted
+
+
+def extract_forward_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The classifier alone: ``input`` -> ``logits``, without ``class_index`` and the backward."""
+    return extract_model(model, [INPUT], [LOGITS])
+
+
+@dataclass(frozen=True)
+class HeadGraph:
+    """What follows one target layer, split for cheap batched ablation (see the module notes).
+
+    reduce: ``activations`` -> each tensor of ``reduce_outputs`` (mask-commuting ops), or None.
+    reduce_outputs: candidate cut tensors after those ops, nearest to the layer first; the
+        runtime keeps the last one whose shape still has the channel axis ``(N, C, ...)``.
+    body: ``body_input`` -> ``features`` (the final linear layer's input), or None when the
+        body is empty; built by :func:`body_model` for the chosen cut.
+    linear: ``(W (F, K), b (K,))`` of the final linear layer, or None, in which case
+        ``features`` are the logits themselves.
+    """
+
+    forward: onnx.ModelProto
+    activations: str
+    reduce: onnx.ModelProto | None
+    reduce_outputs: tuple[str, ...]
+    features: str
+    linear: tuple[np.ndarray, np.ndarray] | None
+
+    def body_model(self, cut: str) -> onnx.ModelProto | None:
+        """``cut`` -> ``features``; None when ``cut`` is ``features`` itself."""
+        if cut == self.features:
+            return None
+        return extract_model(self.forward, [cut], [self.features])
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
+def _constant(name: str, constants: dict[str, np.ndarray], producers: dict[str, onnx.NodeProto]):
+    """The value of ``name`` if it is a constant or a Transpose of one, else None."""
+    if name in constants:
+        return constants[name]
+    node = producers.get(name)
+    if node is not None and node.op_type == "Transpose":
+        value = _constant(node.input[0], constants, producers)
+        if value is not None:
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            return np.transpose(value, perm)
+    return None
+
+
+def _final_linear(
+    graph: onnx.GraphProto, constants: dict[str, np.ndarray], producers: dict[str, onnx.NodeProto]
+) -> tuple[str, tuple[np.ndarray, np.ndarray] | None]:
+    """(features tensor, (W (F, K), b (K,))) when the logits come from a Gemm with constant
+    weights; else (``logits``, None)."""
+    node = producers.get(LOGITS)
+    if node is None or node.op_type != "Gemm":
+        return LOGITS, None
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    weight = _constant(node.input[1], constants, producers)
+    bias = _constant(node.input[2], constants, producers) if len(node.input) > 2 and node.input[2] else None
+    if attrs.get("transA", 0) or weight is None or (len(node.input) > 2 and node.input[2] and bias is None):
+        return LOGITS, None
+    if attrs.get("transB", 0):
+        weight = weight.T
+    weight = np.asarray(weight, dtype=np.float32) * float(attrs.get("alpha", 1.0))
+    k = weight.shape[1]
+    bias = np.zeros(k, np.float32) if bias is None else np.broadcast_to(bias, (1, k))[0].astype(np.float32)
+    return node.input[0], (weight, bias * float(attrs.get("beta", 1.0)))
+
+
+def _reduction_keeps_channels(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> bool:
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    axes = attrs.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = constants.get(node.input[1])
+    if axes is None:  # reduces every axis
+        return False
+    return all(int(axis) % 4 >= 2 for axis in np.asarray(axes).ravel()) and attrs.get("keepdims", 1) == 1
+
+
+def extract_head(model: onnx.ModelProto, activations: str) -> HeadGraph:
+    """Cut the head after the tensor ``activations`` (an ``activations/L`` output) out of a
+    CAM-ready (or plain forward) model. Raises ValueError when the tensor does not cut the graph."""
+    forward = extract_forward_model(model) if any(v.name != INPUT for v in model.graph.input) else model
+    graph = forward.graph
+    constants = _constants(graph)
+    producers = {name: node for node in graph.node for name in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    features, linear = _final_linear(graph, constants, producers)
+
+    chain: list[str] = []
+    tensor = activations
+    while tensor != features and len(consumers.get(tensor, [])) == 1:
+        node = consumers[tensor][0]
+        commutes = (
+            node.op_type in _MASK_COMMUTING
+            or node.op_type in _RESHAPES
+            or (node.op_type in _SPATIAL_REDUCTIONS and _reduction_keeps_channels(node, constants))
+        )
+        if not commutes or node.input[0] != tensor:
+            break
+        tensor = node.output[0]
+        chain.append(tensor)
+    reduce = extract_model(forward, [activations], chain) if chain else None
+    # Fail early, with the layer named, if the activations do not cut the graph.
+    extract_model(forward, [activations], [features])
+    return HeadGraph(forward, activations, reduce, tuple(chain), features, linear)

@@ -1,0 +1,215 @@
+"""The method catalogue against pytorch-grad-cam, on the same weights and input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from method_models import INPUT_SIZE, SmallGapNet, SmallMlpNet, export_small  # noqa: E402
+from torchvision_standin import import_pytorch_grad_cam  # noqa: E402
+
+from onnxcam.runtime import CamSession  # noqa: E402
+from onnxcam.runtime.methods import METHODS, AblationCAM, Occlusion, ScoreCAM  # noqa: E402
+from onnxcam.runtime.methods.eigencam import first_principal_projection  # noqa: E402
+
+pgc = import_pytorch_grad_cam()
+TOLERANCE = 1e-4
+
+
+def reference_maps(cam_class, model, layer_names, batch, classes, **kwargs) -> np.ndarray:
+    """pytorch-grad-cam's normalised maps (N, H, W) for explicit target classes."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    modules = dict(model.named_modules())
+    targets = [ClassifierOutputTarget(int(c)) for c in classes]
+    # The context manager removes the reference's hooks, which would outlive the test otherwise.
+    with cam_class(model=model, target_layers=[modules[name] for name in layer_names]) as cam:
+        return cam(input_tensor=torch.from_numpy(batch), targets=targets, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def small_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("small_models")
+    torch.manual_seed(3)
+    gap, mlp = SmallGapNet(), SmallMlpNet()
+    return {
+        "gap": (gap, export_small(gap, folder, "gap", input_gradients=["plain", "guided", "deconvnet"])),
+        "mlp": (mlp, export_small(mlp, folder, "mlp")),
+    }
+
+
+def small_batch(n: int = 3, seed: int = 7) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 3, *INPUT_SIZE)).astype(np.float32)
+
+
+GRADIENT_METHODS = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "hirescam": "HiResCAM",
+    "layercam": "LayerCAM",
+}
+
+
+@pytest.mark.parametrize("method", sorted(GRADIENT_METHODS))
+def test_gradient_methods_match_pytorch_grad_cam_on_resnet18(exported_zoo_model, method):
+    exported = exported_zoo_model("resnet18")
+    layer = exported.entry.last_layer
+    batch = np.random.default_rng(11).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    result = CamSession(exported.path, providers="cpu").explain(batch, method, "relu", layer=layer)
+    expected = reference_maps(
+        getattr(pgc, GRADIENT_METHODS[method]), exported.model, [layer], batch, result.class_index
+    )
+    assert result.maps.shape == expected.shape == (2, 224, 224)
+    assert np.abs(result.maps - expected).max() <= TOLERANCE
+
+
+def test_layercam_fuses_layers_like_pytorch_grad_cam(exported_zoo_model):
+    exported = exported_zoo_model("resnet18")
+    layers = [exported.entry.middle_layer, exported.entry.last_layer]
+    batch = np.random.default_rng(12).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    result = CamSession(exported.path, providers="cpu").explain(batch, "layercam", layer=layers)
+    expected = reference_maps(pgc.LayerCAM, exported.model, layers, batch, result.class_index)
+    assert result.layer == ",".join(layers)
+    assert np.abs(result.maps - expected).max() <= TOLERANCE
+
+
+def test_eigencam_is_the_first_principal_component_with_a_fixed_sign(small_models):
+    """pytorch-grad-cam leaves the SVD's arbitrary sign; onnxcam makes the projection correlate
+    with the channel sum (docs/methods.md). Up to that sign the maps are the same."""
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    model, path = small_models["gap"]
+    batch = small_batch()
+    result = CamSession(path, providers="cpu").explain(batch, "eigencam", "none")
+    acts = {}
+    handle = model.features.register_forward_hook(lambda m, i, o: acts.update(a=o.detach().numpy()))
+    with torch.no_grad():
+        model(torch.from_numpy(batch))
+    handle.remove()
+    expected = get_2d_projection(acts["a"])
+    for ours, theirs in zip(result.raw_maps, expected):
+        sign = np.sign((ours * theirs).sum())
+        assert np.abs(ours - sign * theirs).max() <= 1e-4 * np.abs(theirs).max()
+    total = acts["a"].sum(axis=1)
+    for ours, summed in zip(result.raw_maps, total):
+        assert ((ours - ours.mean()) * summed).sum() >= 0
+
+
+def test_eigencam_projection_pinned_on_a_rank_one_example():
+    """A = u v^T (+ a constant): the centred first principal projection is u - mean(u), up to |v|."""
+    u = np.array([0.0, 1.0, 2.0, 5.0])
+    v = np.array([1.0, 2.0, 2.0])  # |v| = 3
+    acts = (v[:, None] * u[None, :]).reshape(1, 3, 2, 2)
+    projection = first_principal_projection(acts)[0].ravel()
+    assert np.allclose(projection, 3.0 * (u - u.mean()))
+
+
+@pytest.mark.parametrize("model_name", ["gap", "mlp"])
+def test_ablationcam_head_graph_matches_pytorch_grad_cam(small_models, model_name):
+    model, path = small_models[model_name]
+    batch = small_batch()
+    result = CamSession(path, providers="cpu").explain(batch, "ablationcam")
+    expected = reference_maps(pgc.AblationCAM, model, ["features"], batch, result.class_index)
+    assert np.abs(result.maps - expected).max() <= TOLERANCE
+
+
+def test_ablationcam_at_a_middle_layer_runs_the_rest_of_the_network(small_models):
+    model, path = small_models["gap"]
+    batch = small_batch(2)
+    result = CamSession(path, providers="cpu").explain(batch, AblationCAM(), layer="stem")
+    expected = reference_maps(pgc.AblationCAM, model, ["stem"], batch, result.class_index)
+    assert np.abs(result.maps - expected).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("model_name", ["gap", "mlp"])
+def test_scorecam_matches_pytorch_grad_cam(small_models, model_name):
+    model, path = small_models[model_name]
+    batch = small_batch()
+    result = CamSession(path, providers="cpu").explain(batch, ScoreCAM(batch_size=5))
+    expected = reference_maps(pgc.ScoreCAM, model, ["features"], batch, result.class_index)
+    assert np.abs(result.maps - expected).max() <= TOLERANCE
+
+
+def test_aug_smooth_matches_pytorch_grad_cam(small_models):
+    """pytorch-grad-cam averages the six de-augmented maps without renormalising; onnxcam
+    renormalises the average, so the reference is renormalised here."""
+    model, path = small_models["gap"]
+    batch = small_batch()
+    result = CamSession(path, providers="cpu").explain(batch, "gradcam", aug_smooth=True)
+    expected = reference_maps(pgc.GradCAM, model, ["features"], batch, result.class_index, aug_smooth=True)
+    low = expected.min(axis=(1, 2), keepdims=True)
+    expected = (expected - low) / (expected.max(axis=(1, 2), keepdims=True) - low)
+    assert np.abs(result.maps - expected).max() <= TOLERANCE
+
+
+def test_every_method_is_registered_by_name():
+    expected = {
+        "cam", "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "ablationcam",
+        "scorecam", "saliency", "guided-backprop", "deconvnet", "guided-gradcam", "occlusion",
+    }
+    assert set(METHODS) == expected
+
+
+def captum_reduced(attributions, weighting: str = "abs") -> np.ndarray:
+    from onnxcam.runtime.methods.input_gradients import reduce_channels
+
+    return reduce_channels(attributions.detach().numpy().astype(np.float64), weighting)
+
+
+def minmax(maps: np.ndarray) -> np.ndarray:
+    low = maps.min(axis=(1, 2), keepdims=True)
+    return (maps - low) / (maps.max(axis=(1, 2), keepdims=True) - low)
+
+
+@pytest.mark.parametrize(
+    ("method", "captum_class"),
+    [("saliency", "Saliency"), ("guided-backprop", "GuidedBackprop"), ("deconvnet", "Deconvolution")],
+)
+def test_input_gradient_methods_match_captum(small_models, method, captum_class):
+    captum_attr = pytest.importorskip("captum.attr")
+    model, path = small_models["gap"]
+    batch = small_batch()
+    result = CamSession(path, providers="cpu").explain(batch, method, "abs")
+    explainer = getattr(captum_attr, captum_class)(model)
+    kwargs = {"abs": False} if method == "saliency" else {}
+    attributions = explainer.attribute(
+        torch.from_numpy(batch), target=torch.from_numpy(result.class_index), **kwargs
+    )
+    assert np.abs(result.maps - minmax(captum_reduced(attributions))).max() <= TOLERANCE
+
+
+def test_guided_gradcam_matches_captum_with_bilinear_upsampling(small_models):
+    captum_attr = pytest.importorskip("captum.attr")
+    model, path = small_models["gap"]
+    batch = small_batch()
+    result = CamSession(path, providers="cpu").explain(batch, "guided-gradcam", "abs")
+    explainer = captum_attr.GuidedGradCam(model, model.features)
+    attributions = explainer.attribute(
+        torch.from_numpy(batch), target=torch.from_numpy(result.class_index), interpolate_mode="bilinear"
+    )
+    assert np.abs(result.maps - minmax(captum_reduced(attributions))).max() <= TOLERANCE
+
+
+def test_occlusion_matches_captum(small_models):
+    captum_attr = pytest.importorskip("captum.attr")
+    model, path = small_models["mlp"]
+    batch = small_batch(2)
+    result = CamSession(path, providers="cpu").explain(batch, Occlusion(window=12, stride=6), "none")
+    attributions = captum_attr.Occlusion(model).attribute(
+        torch.from_numpy(batch),
+        sliding_window_shapes=(3, 12, 12),
+        strides=(3, 6, 6),
+        baselines=0.0,
+        target=torch.from_numpy(result.class_index),
+    )
+    expected = attributions.detach().numpy()[:, 0].astype(np.float64)
+    assert np.abs(result.maps - minmax(expected)).max() <= TOLERANCE
+
+
+def test_input_gradient_method_refused_without_the_export(small_models):
+    _, path = small_models["mlp"]
+    with pytest.raises(ValueError, match="input_gradients=\\['guided'\\]"):
+        CamSession(path, providers="cpu").explain(small_batch(1), "guided-backprop")
