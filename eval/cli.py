@@ -1,4 +1,5 @@
-"""``onnxcam score``: localization metrics for heatmaps made by any library."""
+"""``onnxcam score``: localization metrics for heatmaps made by any library; ``onnxcam eval``: a
+resumable evaluation of CAM-ready models, every method and weighting, and the report."""
 
 from __future__ import annotations
 
@@ -39,6 +40,64 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mask-root", type=Path, metavar="DIR", help="root of the mask paths of a mask layout (default: DIR)"
     )
     parser.set_defaults(func=run_score)
+    register_eval(subparsers)
+
+
+EVAL_HELP = """\
+Evaluate CAM-ready models: every method of the runtime and the weightings relu, abs and
+abs-weights, on the synthetic held-out set or the demo photos. Per-image results are written as
+they are computed under OUT/runs/<set>/<model>/ and a rerun resumes where it stopped; then OUT gets
+metrics.csv, diagnostics.csv, report.md and report.html with bootstrap 95% intervals."""
+
+
+def register_eval(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` command."""
+    parser = subparsers.add_parser(
+        "eval", help="localization of every CAM method and weighting, with a report",
+        description=EVAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("models", nargs="*", type=Path, metavar="MODEL.onnx", help="CAM-ready models")
+    parser.add_argument("--dataset", choices=("synthetic", "demo-photos"), default="synthetic")
+    parser.add_argument("--images", type=int, default=2000, help="synthetic held-out images (default 2000)")
+    parser.add_argument("--out", type=Path, default=Path("reports/localization"), help="output folder")
+    parser.add_argument("--layer", help="exported layer (default: the first)")
+    parser.add_argument("--method", action="append", help="only these methods (default: all of the runtime)")
+    parser.add_argument("--step", type=float, default=0.01, help="threshold sweep step (default 0.01)")
+    parser.add_argument("--chunk", type=int, default=100, help="images per result file (default 100)")
+    parser.add_argument(
+        "--method-budget", type=float, metavar="S",
+        help="seconds a method may take per model; slower methods run on a prefix of the images",
+    )
+    parser.add_argument("--workers", type=int, help="scoring processes (default: one per core; 0: none)")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--no-report", action="store_true", help="only compute; write the report later")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Run ``onnxcam eval``; returns the exit code."""
+    from onnxcam.eval.report import write_report
+    from onnxcam.eval.run import EvaluationRun, demo_photos_eval_set, synthetic_eval_set
+    from onnxcam.runtime import CamSession
+
+    for path in args.models:
+        if not path.is_file():
+            raise FileNotFoundError(f"model {path} not found")
+        if args.dataset == "synthetic":
+            metadata = CamSession(path).metadata
+            data = synthetic_eval_set(args.images, metadata.preprocessing.input_size[0], metadata.num_classes)
+        else:
+            data = demo_photos_eval_set()
+        run = EvaluationRun(
+            path, data, args.out, layer=args.layer, methods=args.method, step=args.step, chunk_size=args.chunk,
+            method_budget_s=args.method_budget, workers=args.workers, progress=not args.quiet,
+        )
+        print(f"{path}: results in {run.run()}")
+    if not args.no_report:
+        metrics = write_report(args.out, n_resamples=args.resamples, progress=not args.quiet)
+        print(f"wrote {args.out / 'metrics.csv'} ({len(metrics)} rows), report.md, report.html")
+    return 0
 
 
 def _json_ready(value: object) -> object:

@@ -256,20 +256,47 @@ def pxap(
     bin's left edge from the top, and PxAP is ``100 * sum_i precision[i] * (recall[i] - recall[i-1])``
     over the points where something is predicted. Raises ``ValueError`` when no pixel is foreground.
     """
-    edges = np.append(np.asarray(thresholds, dtype=np.float64), [1.0, 2.0, 3.0])
+    edges = pixel_histogram_edges(thresholds)
     true_hist = np.zeros(len(edges) - 1)
     false_hist = np.zeros(len(edges) - 1)
     ignore = [None] * len(scoremaps) if ignore is None else ignore
     if not len(scoremaps) == len(masks) == len(ignore):
         raise ValueError("scoremaps, masks and ignore must have the same length")
     for scoremap, mask, ignored in zip(scoremaps, masks, ignore):
-        cam = check_scoremap(scoremap)
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != cam.shape:
-            raise ValueError(f"mask shape {mask.shape} differs from score map shape {cam.shape}")
-        negative = ~mask if ignored is None else ~mask & ~np.asarray(ignored, dtype=bool)
-        true_hist += np.histogram(cam[mask], bins=edges)[0]
-        false_hist += np.histogram(cam[negative], bins=edges)[0]
+        true_part, false_part = pixel_histograms(scoremap, mask, thresholds, ignored)
+        true_hist += true_part
+        false_hist += false_part
+    return pxap_from_histograms(true_hist, false_hist, thresholds)
+
+
+def pixel_histogram_edges(thresholds: Sequence[float]) -> np.ndarray:
+    """The PxAP bin edges ``(T + 3,)``: the sweep, then 1, 2, 3 (the WSOL ``MaskEvaluator`` bins)."""
+    return np.append(np.asarray(thresholds, dtype=np.float64), [1.0, 2.0, 3.0])
+
+
+def pixel_histograms(
+    scoremap: np.ndarray, mask: np.ndarray, thresholds: Sequence[float], ignore: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image's ``(true, false)`` pixel-score histograms ``(T + 2,)`` int64 over the PxAP bins.
+
+    ``true`` counts the foreground pixels of ``mask``, ``false`` the others minus ``ignore``.
+    PxAP over images is :func:`pxap_from_histograms` of the summed histograms, so per-image
+    histograms are all a bootstrap needs.
+    """
+    cam = check_scoremap(scoremap)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != cam.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from score map shape {cam.shape}")
+    negative = ~mask if ignore is None else ~mask & ~np.asarray(ignore, dtype=bool)
+    edges = pixel_histogram_edges(thresholds)
+    return np.histogram(cam[mask], bins=edges)[0], np.histogram(cam[negative], bins=edges)[0]
+
+
+def pxap_from_histograms(true_hist: np.ndarray, false_hist: np.ndarray, thresholds: Sequence[float]) -> PixelAP:
+    """PxAP from summed ``(T + 2,)`` foreground / background histograms (see :func:`pxap`)."""
+    edges = pixel_histogram_edges(thresholds)
+    true_hist = np.asarray(true_hist, dtype=np.float64)
+    false_hist = np.asarray(false_hist, dtype=np.float64)
     tp = true_hist[::-1].cumsum()
     fp = false_hist[::-1].cumsum()
     if tp[-1] <= 0:

@@ -1,0 +1,170 @@
+"""``onnxcam eval``: bootstrap intervals on hand-computed cases, and a small run end to end."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from onnxcam.eval.bootstrap import (
+    bootstrap_max_accuracy,
+    bootstrap_mean,
+    bootstrap_pxap,
+    percentile_interval,
+    resample_counts,
+)
+from onnxcam.eval.run import pack_levels, unpack_hits
+from onnxcam.eval.wsol import pixel_histograms, pxap, scoremap_thresholds
+
+# ---- bootstrap, by hand --------------------------------------------------------------------------
+
+
+def test_resample_counts_draw_n_items_per_row_and_are_seeded():
+    counts = resample_counts(7, n_resamples=50, seed=3)
+    assert counts.shape == (50, 7)
+    assert (counts.sum(axis=1) == 7).all() and (counts >= 0).all()
+    np.testing.assert_array_equal(counts, resample_counts(7, n_resamples=50, seed=3))
+
+
+def test_bootstrap_mean_with_given_counts():
+    # Two images, one hit: drawing both once, the first twice, the second twice.
+    counts = np.array([[1, 1], [2, 0], [0, 2]])
+    np.testing.assert_allclose(bootstrap_mean(np.array([0.0, 100.0]), counts), [50.0, 0.0, 100.0])
+
+
+def test_bootstrap_max_accuracy_takes_the_best_threshold_in_each_resample():
+    # hits (3 images x 2 thresholds): image 0 only at t0, image 1 only at t1, image 2 at both.
+    hits = np.array([[1, 0], [0, 1], [1, 1]], dtype=bool)
+    counts = np.array([[1, 1, 1], [3, 0, 0], [0, 3, 0], [2, 1, 0], [1, 2, 0]])
+    # per threshold correct counts: [2,2] -> 2/3; [3,0] -> 1; [0,3] -> 1; [2,1] -> 2/3; [1,2] -> 2/3
+    np.testing.assert_allclose(bootstrap_max_accuracy(hits, counts), [200 / 3, 100, 100, 200 / 3, 200 / 3])
+
+
+def test_percentile_interval_of_a_uniform_grid():
+    assert percentile_interval(np.arange(101.0)) == pytest.approx((2.5, 97.5))
+    assert percentile_interval(np.arange(101.0), confidence=0.5) == pytest.approx((25.0, 75.0))
+
+
+def test_a_constant_sample_has_a_zero_width_interval():
+    counts = resample_counts(20, 200, seed=0)
+    assert percentile_interval(bootstrap_mean(np.full(20, 100.0), counts)) == pytest.approx((100.0, 100.0))
+
+
+def test_interval_of_a_proportion_matches_the_normal_approximation():
+    # 200 hits out of 400: standard error 2.5 points, 95% half-width 1.96 * 2.5 = 4.9.
+    values = np.repeat([0.0, 100.0], 200)
+    low, high = percentile_interval(bootstrap_mean(values, resample_counts(400, 2000, seed=1)))
+    assert (high - low) / 2 == pytest.approx(4.9, rel=0.1)
+    assert (low + high) / 2 == pytest.approx(50.0, abs=0.6)
+
+
+def test_bootstrap_pxap_of_the_identity_resample_is_pxap():
+    rng = np.random.default_rng(0)
+    thresholds = scoremap_thresholds(0.05)
+    maps = [rng.random((8, 8)) for _ in range(3)]
+    masks = [rng.random((8, 8)) > 0.5 for _ in range(3)]
+    hists = [pixel_histograms(m, k, thresholds) for m, k in zip(maps, masks)]
+    true_hists = np.array([t for t, _ in hists])
+    false_hists = np.array([f for _, f in hists])
+    counts = np.array([[1, 1, 1], [2, 1, 0]])
+    samples = bootstrap_pxap(true_hists, false_hists, thresholds, counts)
+    assert samples[0] == pytest.approx(pxap(maps, masks, thresholds).value)
+    assert samples[1] == pytest.approx(pxap([maps[0], maps[0], maps[1]], [masks[0], masks[0], masks[1]], thresholds).value)
+
+
+def test_levels_pack_the_three_v2_ious_and_the_largest_box():
+    largest = np.array([[0.6, 0.4, 0.5]])
+    every = np.array([[0.75, 0.5, 0.29]])
+    codes = pack_levels(largest, every)
+    np.testing.assert_array_equal(codes, [[3 + 4, 2, 0 + 4]])
+    np.testing.assert_array_equal(unpack_hits(codes, "MaxBoxAcc"), [[True, False, True]])
+    np.testing.assert_array_equal(unpack_hits(codes, "MaxBoxAccV2_IoU30"), [[True, True, False]])
+    np.testing.assert_array_equal(unpack_hits(codes, "MaxBoxAccV2_IoU50"), [[True, True, False]])
+    np.testing.assert_array_equal(unpack_hits(codes, "MaxBoxAccV2_IoU70"), [[True, False, False]])
+    with pytest.raises(ValueError, match="unknown box metric"):
+        unpack_hits(codes, "MaxBoxAccV3")
+
+
+# ---- a run end to end ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_model(tmp_path_factory):
+    """A CAM-ready synthetic_resnet (seeded random init: the numbers need not be good, only right)."""
+    torch = pytest.importorskip("torch")
+    from onnxcam.export.synthetic_models import build_synthetic_model, checkpoint_dict, export_synthetic_model
+    from onnxcam.eval.datasets.synthetic import CLASS_NAMES
+
+    folder = tmp_path_factory.mktemp("synthetic_model")
+    torch.manual_seed(0)
+    model = build_synthetic_model("synthetic_resnet")
+    torch.save(checkpoint_dict("synthetic_resnet", model, 96, CLASS_NAMES), folder / "model.pt")
+    return export_synthetic_model(folder / "model.pt", folder / "synthetic_resnet.onnx")
+
+
+def test_eval_run_end_to_end_resumes_and_matches_onnxcam_score(synthetic_model, tmp_path):
+    from onnxcam.eval.datasets import WSOLMetadata
+    from onnxcam.eval.report import COLUMNS, load_run, write_report
+    from onnxcam.eval.run import EvaluationRun, synthetic_eval_set
+    from onnxcam.eval.scoring import score_boxes
+
+    data = synthetic_eval_set(12, image_size=96, num_classes=12)
+    options = dict(methods=["cam", "gradcam"], step=0.05, chunk_size=5, workers=0, progress=False)
+    folder = EvaluationRun(synthetic_model, data, tmp_path, **options).run()
+    assert sorted(p.name for p in (folder / "chunks" / "gradcam").iterdir()) == ["000000.npz", "000005.npz", "000010.npz"]
+
+    # Resume: a lost chunk is recomputed, identically; finished ones are left alone.
+    lost = folder / "chunks" / "gradcam" / "000005.npz"
+    before = dict(np.load(lost))
+    kept = folder / "chunks" / "gradcam" / "000010.npz"
+    kept_mtime = kept.stat().st_mtime_ns
+    lost.unlink()
+    EvaluationRun(synthetic_model, data, tmp_path, **options).run()
+    after = dict(np.load(lost))
+    assert kept.stat().st_mtime_ns == kept_mtime
+    for key in before:
+        np.testing.assert_allclose(after[key], before[key], atol=1e-6)
+
+    # Other options on the same folder are refused rather than mixed in.
+    with pytest.raises(ValueError, match="other options"):
+        EvaluationRun(synthetic_model, data, tmp_path, **{**options, "step": 0.1})
+
+    metrics = write_report(tmp_path, n_resamples=200, progress=False)
+    table = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(table.columns) == COLUMNS
+    assert set(table["method"]) == {"cam", "gradcam"}
+    assert set(table["weighting"]) == {"relu", "abs", "abs-weights"}
+    assert {"MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAccV2_IoU50", "gt_known_loc_0.15", "top1_loc_0.20", "PxAP"} <= set(table["metric"])
+    assert (table["n"] == 12).all() and (table["ci_low"] <= table["ci_high"]).all()
+    assert table["value"].between(0, 100).all()
+    for name in ("report.md", "report.html", "diagnostics.csv", "curves_synthetic_synthetic_resnet.png"):
+        assert (tmp_path / name).is_file()
+    assert "MaxBoxAccV2" in (tmp_path / "report.md").read_text()
+
+    # The run's box metrics are those `onnxcam score` computes from the same raw maps.
+    run = load_run(folder)
+    variant = run.variants["gradcam", "abs"]
+    ids = [str(i) for i in range(len(data))]
+    metadata = WSOLMetadata(
+        image_ids=ids,
+        image_sizes={i: (96, 96) for i in ids},
+        boxes={i: data.class_boxes(k, int(run.explained[k])) for k, i in enumerate(ids)},
+    )
+    scores = score_boxes(dict(zip(ids, variant["raw"])), metadata, "wsol", 0.05)
+    ours = metrics[(metrics["method"] == "gradcam") & (metrics["weighting"] == "abs")].set_index("metric")["value"]
+    for name in ("MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAccV2_IoU30", "MaxBoxAccV2_IoU70"):
+        assert ours[name] == pytest.approx(scores[name])
+
+
+def test_a_method_over_budget_runs_on_a_prefix(synthetic_model, tmp_path):
+    from onnxcam.eval.run import EvaluationRun, synthetic_eval_set
+
+    data = synthetic_eval_set(10, image_size=96, num_classes=12)
+    run = EvaluationRun(
+        synthetic_model, data, tmp_path, methods=["gradcam"], step=0.1, chunk_size=5, workers=0,
+        progress=False, method_budget_s=1e-6,
+    )
+    folder = run.run()
+    state = json.loads((folder / "run.json").read_text())
+    assert state["methods"]["gradcam"]["n"] == 5
+    assert [p.name for p in (folder / "chunks" / "gradcam").iterdir()] == ["000000.npz"]
