@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxcam.atomic_write import write_text_atomically
 from onnxcam.eval.datasets.wsol_metadata import read_wsol_metadata
 from onnxcam.eval.scoring import PROTOCOLS, score_boxes, score_masks
 
@@ -127,9 +128,7 @@ def run_score(args: argparse.Namespace) -> int:
     else:
         raise ValueError(f"{args.metadata} has no localization.txt with boxes or masks to score against")
     document = {"protocol": args.protocol, "step": args.step, "n_images": len(metadata.image_ids), **scores}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "metrics.json"
-    path.write_text(json.dumps(_json_ready(document), indent=1) + "\n", encoding="utf-8")
+    path = write_text_atomically(args.out / "metrics.json", json.dumps(_json_ready(document), indent=1) + "\n")
     summary = "  ".join(f"{name} {scores[name]:.2f}" for name in headline)
     print(f"{summary}  ({len(metadata.image_ids)} images) -> {path}")
     return 0

@@ -168,3 +168,45 @@ def test_a_method_over_budget_runs_on_a_prefix(synthetic_model, tmp_path):
     state = json.loads((folder / "run.json").read_text())
     assert state["methods"]["gradcam"]["n"] == 5
     assert [p.name for p in (folder / "chunks" / "gradcam").iterdir()] == ["000000.npz"]
+
+
+def test_a_run_killed_mid_way_resumes_to_the_same_results(synthetic_model, tmp_path):
+    """Kill ``onnxcam eval`` once its first result files exist; the rerun completes the rest and
+    gives what an uninterrupted run gives, with no half-written file left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def command(out):
+        return [
+            sys.executable, "-m", "onnxcam", "eval", str(synthetic_model), "--dataset", "synthetic",
+            "--images", "40", "--method", "gradcam", "--method", "gradcam++", "--chunk", "4",
+            "--step", "0.05", "--workers", "0", "--no-report", "--quiet", "--out", str(out),
+        ]
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(command(interrupted), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(interrupted.glob("runs/*/*/chunks/*/*.npz")):
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no result file appeared"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = sorted(p.relative_to(interrupted) for p in interrupted.glob("runs/*/*/chunks/*/*.npz"))
+    assert sum(p.parent.name == "gradcam++" for p in done_before) < 10, "the run was to be killed mid-way"
+
+    subprocess.run(command(interrupted), check=True, capture_output=True, timeout=300)
+    complete = tmp_path / "complete"
+    subprocess.run(command(complete), check=True, capture_output=True, timeout=300)
+
+    files = sorted(p.relative_to(interrupted) for p in interrupted.glob("runs/*/*/chunks/*/*.npz"))
+    assert files == sorted(p.relative_to(complete) for p in complete.glob("runs/*/*/chunks/*/*.npz"))
+    for method in ("gradcam", "gradcam++"):
+        assert sum(p.parent.name == method for p in files) == 10  # 40 images in chunks of 4
+    assert not list(interrupted.rglob("*.tmp")), "a temporary file was left behind"
+    for relative in files:
+        resumed, fresh = np.load(interrupted / relative), np.load(complete / relative)
+        for key in fresh.files:
+            np.testing.assert_allclose(resumed[key], fresh[key], atol=1e-6)
