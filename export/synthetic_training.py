@@ -142,7 +142,7 @@ def train_synthetic_model(config: TrainingConfig, progress: bool = True) -> Trai
             schedule.step()
             total_loss += float(loss.detach()) * len(index)
             correct += int((logits.argmax(dim=1) == labels[index]).sum())
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         result.epoch_losses.append(total_loss / len(labels))
         result.epoch_accuracies.append(100.0 * correct / len(labels))
     result.train_seconds = time.perf_counter() - started
