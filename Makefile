@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all demo bench report clean
+.PHONY: install test test-all demo bench report clean edge-install edge-test
 
 install: $(STAMP)
 
@@ -15,8 +15,27 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt --no-deps grad-cam ttach
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) edge-install
 	$(PY) -m pytest -q
+
+# The edge parity tests (docs/edge.md) run onnxruntime-node and onnxruntime-web from edge/ with
+# Node.js; without node and npm they skip, and say so. --ignore-scripts: the packages' postinstall
+# downloads CUDA binaries, which the CPU parity tests do not need.
+EDGE_STAMP := edge/node_modules/.installed
+
+edge-install:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(EDGE_STAMP); \
+	else \
+		echo "make: node/npm not found: the onnxruntime-node and onnxruntime-web edge tests will be SKIPPED"; \
+	fi
+
+$(EDGE_STAMP): edge/package.json edge/package-lock.json
+	cd edge && npm ci --ignore-scripts --no-audit --no-fund
+	touch $(EDGE_STAMP)
+
+edge-test: $(STAMP) edge-install
+	$(PY) -m pytest -q -rs tests/test_edge_runtimes.py tests/test_quantize.py tests/test_mobile.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"

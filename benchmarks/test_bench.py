@@ -1,0 +1,76 @@
+"""The benchmark rows (see benchmarks/plan.py for what runs, docs/benchmarks.md for how to read it).
+
+Per row: pause (idle worker threads stop spinning), set up (session or CAM object, own copy of
+the weights), one warm-up call, then ``timed_rounds`` calls timed by pytest-benchmark. The
+warm-up's output is checked to be maps of the right shape in [0, 1], so a row that silently
+computes nothing cannot be timed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from benchmarks.implementations import RowUnavailable, cuda_unavailable_reason, make_runner
+from benchmarks.measure import PeakMemory, timed_rounds
+from benchmarks.plan import FLOOR, ONNXCAM, BenchConfig, Row, plan
+
+BATCH_SEED = 0
+ROWS = plan(BenchConfig.from_env())
+
+
+def input_batch(batch: int, size: int) -> np.ndarray:
+    """The same preprocessed batch for every row of a (batch, size): float32 (N, 3, size, size)."""
+    return np.random.default_rng(BATCH_SEED).standard_normal((batch, 3, size, size)).astype(np.float32)
+
+
+def check_output(row: Row, output: np.ndarray, batch: int, size: int) -> None:
+    output = np.asarray(output)
+    if row.implementation == FLOOR:
+        assert output.shape[0] == batch and output.ndim == 2, output.shape
+        return
+    assert output.shape == (batch, size, size), output.shape
+    assert np.isfinite(output).all() and output.min() >= 0 and output.max() <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_row(row: Row, benchmark, bench_config: BenchConfig, bench_model) -> None:
+    if row.device == "cuda" and (reason := cuda_unavailable_reason()):
+        pytest.skip(f"CUDA row: {reason}")
+    model = bench_model(row.model)
+    batch = input_batch(row.batch, model.input_size)
+    if row.implementation == ONNXCAM:
+        model.cam_path(row.layer)  # exported on first use: not part of the row's memory
+    time.sleep(bench_config.pause_s)
+    memory = PeakMemory()
+    memory.start()
+    try:
+        runner = make_runner(row, model, bench_config.threads)
+    except RowUnavailable as exc:
+        pytest.skip(str(exc))
+    if bench_config.warmup:
+        started = time.perf_counter()
+        check_output(row, runner(batch), row.batch, model.input_size)
+        warm_call_s = time.perf_counter() - started
+        rounds = timed_rounds(warm_call_s, bench_config.round_seconds, bench_config.min_rounds, bench_config.max_rounds)
+    else:
+        warm_call_s, rounds = None, bench_config.min_rounds
+    benchmark.extra_info.update(
+        model=row.model,
+        batch=row.batch,
+        layer=model.layers[row.layer],
+        layer_role=row.layer,
+        implementation=row.implementation,
+        method=row.method,
+        device=row.device,
+        threads=bench_config.threads,
+        input_size=model.input_size,
+        warmup_s=warm_call_s,
+    )
+    output = benchmark.pedantic(runner, args=(batch,), rounds=rounds, iterations=1, warmup_rounds=0)
+    check_output(row, output, row.batch, model.input_size)
+    # Other processes on the machine skew a row; the 1-minute load average lets a reader see it.
+    benchmark.extra_info.update(peak_rss_mb=memory.added_mb(), load_1min=os.getloadavg()[0])

@@ -1,0 +1,464 @@
+"""ONNX classifier in, CAM-ready ONNX out, without torch.
+
+:func:`augment_classifier` adds the contract's ``class_index`` input and ``activations/L``,
+``gradients/L`` (and, for a GAP + linear head, ``cam_weights/L``) outputs to an existing ONNX
+classifier by reverse-mode differentiation of the ONNX graph itself: a one-hot seed on the logits is
+pulled back through every node between the logits and the target tensors with the vector-Jacobian
+rules of :mod:`onnxcam.export.vjp_rules`, written as plain ONNX ops in the model's own opset.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import onnxcam
+from onnxcam.atomic_write import write_atomically
+from onnxcam.contract import (
+    CLASS_INDEX,
+    INPUT,
+    LOGITS,
+    METADATA_KEY,
+    LayerInfo,
+    ModelMetadata,
+    Preprocessing,
+    activations_name,
+    cam_weights_name,
+    gradients_name,
+)
+from onnxcam.export.vjp_rules import RULES, GraphBuilder, TensorType, UnsupportedOpError, node_label
+
+__all__ = ["UnsupportedOpError", "augment_classifier"]
+
+# The rules assume opset 13 semantics or later (axes/split/pads as inputs, single-axis Softmax).
+MIN_OPSET = 13
+_FLOATS = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+# Ops allowed between the pooled vector and the linear head for the CAM-weights pattern.
+_PASS_THROUGH = {"Flatten", "Reshape", "Squeeze", "Identity", "Dropout"}
+
+
+def augment_classifier(
+    model: str | os.PathLike | onnx.ModelProto,
+    layers: str | Sequence[str],
+    out_path: str | os.PathLike | None = None,
+    *,
+    logits: str | None = None,
+    preprocessing: Preprocessing | None = None,
+) -> onnx.ModelProto:
+    """Make an ONNX classifier CAM-ready by differentiating its graph.
+
+    ``model``: a path or a ``ModelProto`` (left untouched) with one image input ``(N, C, H, W)``
+    float32. ``layers``: the ONNX tensor name(s) to explain; outputs are named after them
+    (``activations/<name>``, ``gradients/<name>``). ``logits``: the tensor differentiated, by
+    default the classifier's first output (name the pre-softmax tensor of a model that outputs
+    probabilities). The image input is renamed ``input`` and the logits ``logits``; other outputs of
+    the classifier are dropped. A static batch size becomes symbolic; dynamic ``H, W`` are fixed to
+    ``preprocessing.input_size`` (default :class:`Preprocessing`, whose size defaults to the model's
+    static ``H, W``). Models below opset 13 are converted to opset 13, the others keep their opset.
+
+    The graph resolves ``class_index`` = ``TOP1_CLASS`` (any negative value) to the argmax of its
+    own logits, seeds ``onehot(class_index) @ logits`` and writes dy^c/dA for every target A.
+
+    Raises :class:`UnsupportedOpError` (naming op type and node) if a node between a target and the
+    logits has no rule, ``ValueError`` for unknown tensor names (with close matches) or a model that
+    does not fit the contract; nothing is written then. ``out_path`` is written atomically.
+
+    >>> cam_ready = augment_classifier("resnet.onnx", "/layer4/layer4.1/relu_1/Relu_output_0",
+    ...                                "resnet_cam.onnx")  # doctest: +SKIP
+    """
+    proto, arch = _load(model)
+    targets = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))
+    if not targets:
+        raise ValueError("no target layer given")
+    graph = proto.graph
+    image = _image_input(graph)
+    logits_name = logits if logits is not None else graph.output[0].name
+    constants = _constants(graph)
+    known = _tensor_names(graph)
+    for name in (logits_name, *targets):
+        _check_tensor(name, known, constants)
+    if logits_name == image.name:
+        raise ValueError(f"the logits {logits_name!r} are the model's input")
+
+    renamed = _rename_contract_tensors(graph, image.name, logits_name, known)
+    targets_in_graph = {target: renamed.get(target, target) for target in targets}
+    constants = _constants(graph)
+    preprocessing = _fix_input_shape(graph.input, preprocessing)
+    _reset_outputs(graph)
+    types = _infer_types(proto)
+    batch, num_classes = _check_logits(types)
+
+    shapes = {
+        target: _layer_shape(target, types.get(tensor, TensorType(0, None)))
+        for target, tensor in targets_in_graph.items()
+    }
+    builder = GraphBuilder(_opset(proto), types, constants)
+    region, on_path = _differentiated_region(graph, set(targets_in_graph.values()), types)
+    grads = _pull_back(builder, region, on_path, _seed(builder, num_classes))
+
+    outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, [batch, num_classes])]
+    layer_infos, output_nodes = [], []
+    for target, tensor in targets_in_graph.items():
+        shape = shapes[target]
+        pooled = _cam_weights_source(graph, tensor, types, constants)
+        named = [(activations_name(target), tensor, shape), (gradients_name(target), grads[tensor], shape)]
+        if pooled is not None:
+            named.append((cam_weights_name(target), grads[pooled], shape[:1]))
+        for name, source, dims in named:
+            output_nodes.append(helper.make_node("Identity", [source], [name], name=f"onnxcam/outputs/{name}"))
+            outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, *dims]))
+        layer_infos.append(LayerInfo(name=target, shape=shape, has_cam_weights=pooled is not None))
+
+    # Forward nodes, then backward nodes, then the output Identities: a topological order.
+    graph.node.extend(builder.nodes + output_nodes)
+    graph.initializer.extend(builder.initializers)
+    graph.input.append(helper.make_tensor_value_info(CLASS_INDEX, TensorProto.INT64, [batch]))
+    graph.output.extend(outputs)
+    _prune(graph)
+
+    metadata = ModelMetadata(
+        layers=tuple(layer_infos),
+        num_classes=num_classes,
+        preprocessing=preprocessing,
+        arch=arch,
+        exporter={"onnxcam": onnxcam.__version__, "onnx": onnx.__version__},
+    )
+    kept = [p for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    proto.metadata_props.add(key=METADATA_KEY, value=metadata.to_json())
+
+    proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    onnx.checker.check_model(proto, full_check=True)
+    if out_path is not None:
+        write_atomically(out_path, lambda temporary: onnx.save(proto, temporary))
+    return proto
+
+
+# -- loading and validating -------------------------------------------------------------------------
+
+
+def _load(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
+    if isinstance(model, onnx.ModelProto):
+        proto, arch = onnx.ModelProto(), None
+        proto.CopyFrom(model)
+    else:
+        proto, arch = onnx.load(os.fspath(model)), Path(model).stem
+    if _opset(proto) < MIN_OPSET:
+        try:
+            proto = onnx.version_converter.convert_version(proto, MIN_OPSET)
+        except Exception as exc:  # the converter raises bare RuntimeErrors from C++
+            message = f"cannot convert the model from opset {_opset(proto)} to {MIN_OPSET}: {exc}"
+            raise ValueError(message) from exc
+    return proto, arch
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return entry.version
+    raise ValueError("the model imports no default-domain opset")
+
+
+def _image_input(graph: onnx.GraphProto) -> onnx.ValueInfoProto:
+    initializers = {init.name for init in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise ValueError(
+            f"a classifier with exactly one input is needed, this one has {[i.name for i in inputs]}"
+        )
+    tensor_type = inputs[0].type.tensor_type
+    if tensor_type.elem_type != TensorProto.FLOAT or len(tensor_type.shape.dim) != 4:
+        raise ValueError(f"the input {inputs[0].name!r} must be float32 (N, C, H, W)")
+    return inputs[0]
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            attribute = node.attribute[0]
+            value = helper.get_attribute_value(attribute)
+            tensor = attribute.type == onnx.AttributeProto.TENSOR
+            values[node.output[0]] = numpy_helper.to_array(value) if tensor else np.asarray(value)
+    return values
+
+
+def _tensor_names(graph: onnx.GraphProto) -> set[str]:
+    names = {i.name for i in graph.input} | {init.name for init in graph.initializer}
+    return names | {out for node in graph.node for out in node.output if out}
+
+
+def _check_tensor(name: str, known: set[str], constants: dict[str, np.ndarray]) -> None:
+    if name in constants:
+        raise ValueError(f"{name!r} is a constant of the model: it has no gradient")
+    if name not in known:
+        close = difflib.get_close_matches(name, sorted(known), n=5, cutoff=0.5)
+        hint = f"; close matches: {', '.join(map(repr, close))}" if close else ""
+        raise ValueError(f"the model has no tensor named {name!r}{hint}")
+
+
+def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                _rename(subgraph, old, new)
+    for value in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
+        if value.name == old:
+            value.name = new
+
+
+def _rename_contract_tensors(
+    graph: onnx.GraphProto, image: str, logits: str, known: set[str]
+) -> dict[str, str]:
+    """Rename the image input to INPUT and the logits to LOGITS, first moving any other tensor
+    that holds a contract name out of the way; returns original name -> name in the graph."""
+    renamed: dict[str, str] = {}
+
+    def move(original: str, new: str) -> None:
+        current = renamed.get(original, original)
+        if current != new:
+            _rename(graph, current, new)
+            renamed[original] = new
+
+    owners = {INPUT: image, LOGITS: logits}
+    for reserved in (INPUT, LOGITS, CLASS_INDEX):
+        if reserved in known and owners.get(reserved) != reserved:
+            free = (f"{reserved}_{i}" for i in range(len(known) + 1))
+            move(reserved, next(name for name in free if name not in known))
+    move(image, INPUT)
+    move(logits, LOGITS)
+    return renamed
+
+
+def _fix_input_shape(inputs, preprocessing: Preprocessing | None) -> Preprocessing:
+    """Make the batch symbolic and H, W static (the window rules need static spatial shapes)."""
+    dims = next(i for i in inputs if i.name == INPUT).type.tensor_type.shape.dim
+    if not dims[0].dim_param:
+        dims[0].Clear()
+        dims[0].dim_param = "N"
+    static = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims[2:])
+    if preprocessing is None:
+        default = Preprocessing().input_size
+        preprocessing = Preprocessing(input_size=tuple(s or d for s, d in zip(static, default)))
+    for dim, fixed, size in zip(dims[2:], static, preprocessing.input_size):
+        if fixed is not None and fixed != size:
+            raise ValueError(
+                f"the model takes {static} images, preprocessing says {preprocessing.input_size}"
+            )
+        dim.Clear()
+        dim.dim_value = size
+    return preprocessing
+
+
+def _reset_outputs(graph: onnx.GraphProto) -> None:
+    # The CAM-ready outputs replace the classifier's; stale inferred shapes could contradict the
+    # shapes just fixed, so value_info is inferred afresh.
+    del graph.output[:]
+    del graph.value_info[:]
+
+
+def _infer_types(proto: onnx.ModelProto) -> dict[str, TensorType]:
+    proto.graph.output.append(helper.make_empty_tensor_value_info(LOGITS))
+    inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    del proto.graph.output[:]
+    types = {}
+    for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        tensor_type = value.type.tensor_type
+        dims = None
+        if tensor_type.HasField("shape"):
+            dims = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in tensor_type.shape.dim
+            )
+        types[value.name] = TensorType(tensor_type.elem_type, dims)
+    for init in inferred.graph.initializer:
+        types[init.name] = TensorType(init.data_type, tuple(init.dims))
+    return types
+
+
+def _check_logits(types: dict[str, TensorType]) -> tuple[str, int]:
+    logits = types.get(LOGITS)
+    if logits is None or logits.dims is None or len(logits.dims) != 2 or not isinstance(
+        logits.dims[1], int
+    ):
+        raise ValueError(f"the logits must be (N, K) with a static K, shape inference gives {logits}")
+    batch = types[INPUT].dims[0]
+    if isinstance(logits.dims[0], int):
+        raise ValueError(
+            f"the logits' batch dimension is {logits.dims[0]!r}, not the input's {batch!r}: the batch "
+            "size is baked into the graph (re-export it with a dynamic batch)"
+        )
+    return batch, logits.dims[1]
+
+
+def _layer_shape(target: str, tensor_type: TensorType) -> tuple[int, int, int]:
+    dims = tensor_type.dims
+    if tensor_type.elem_type not in _FLOATS or dims is None or len(dims) != 4:
+        raise ValueError(
+            f"layer {target!r} must be a float (N, C, h, w) tensor, shape inference gives {dims}"
+            " (token layers need a reshape to a grid inside the graph)"
+        )
+    if not all(isinstance(d, int) for d in dims[1:]):
+        raise ValueError(f"layer {target!r} has no static (C, h, w) shape: {dims}")
+    return tuple(dims[1:])
+
+
+# -- differentiation ---------------------------------------------------------------------------------
+
+
+def _differentiated_region(
+    graph: onnx.GraphProto, targets: set[str], types: dict[str, TensorType]
+) -> tuple[list[onnx.NodeProto], set[str]]:
+    """The nodes between the targets and the logits (topological order) and the float tensors that
+    depend on a target; raises UnsupportedOpError for every such node without a rule."""
+    depends = set(targets)
+    for node in graph.node:
+        if any(name in depends for name in node.input):
+            # Integer and boolean tensors (shapes, indices, masks) carry no gradient.
+            depends.update(o for o in node.output if o and _elem_type(types, o) in _FLOATS)
+    feeds_logits = {LOGITS}
+    for node in reversed(graph.node):
+        if any(name in feeds_logits for name in node.output):
+            feeds_logits.update(node.input)
+    for target in targets:
+        if target not in feeds_logits:
+            raise ValueError(f"the logits do not depend on {target!r}")
+    on_path = depends & feeds_logits
+    region = [node for node in graph.node if any(o in on_path for o in node.output)]
+    missing = [
+        (node.op_type, node_label(node))
+        for node in region
+        if node.domain not in ("", "ai.onnx") or node.op_type not in RULES
+    ]
+    if missing:
+        raise UnsupportedOpError(missing, "no vector-Jacobian rule for this op type")
+    return region, on_path
+
+
+def _elem_type(types: dict[str, TensorType], name: str) -> int:
+    # A tensor shape inference cannot type is taken as float: it then needs a rule, which is safe.
+    return types[name].elem_type if name in types else TensorProto.FLOAT
+
+
+def _seed(b: GraphBuilder, num_classes: int) -> str:
+    """onehot(class_index), with a negative index replaced by the argmax of the logits."""
+    b.scope = "seed"
+    top1 = b.op("ArgMax", LOGITS, axis=1, keepdims=0)
+    # Any negative index (the contract's TOP1_CLASS is -1) asks for the top-1 class.
+    chosen = b.op("Where", b.op("Less", CLASS_INDEX, b.const(np.int64(0))), top1, CLASS_INDEX)
+    equal = b.op("Equal", b.op("Unsqueeze", chosen, b.ints([1])), b.ints(np.arange(num_classes)))
+    return b.op("Cast", equal, to=TensorProto.FLOAT)
+
+
+def _pull_back(
+    b: GraphBuilder, region: list[onnx.NodeProto], on_path: set[str], seed: str
+) -> dict[str, str]:
+    """Reverse sweep: the summed gradient of every tensor on the path (targets included)."""
+    pending: dict[str, list[str]] = defaultdict(list)
+    pending[LOGITS].append(seed)
+    total: dict[str, str] = {}
+
+    def gradient(name: str) -> str | None:
+        if name not in total and pending.get(name):
+            parts = pending.pop(name)
+            b.scope = "grad/accumulate"
+            total[name] = parts[0] if len(parts) == 1 else b.op("Sum", *parts)
+        return total.get(name)
+
+    for node in reversed(region):
+        output_grads = [gradient(name) for name in node.output]
+        if all(g is None for g in output_grads):
+            continue
+        needs = [name in on_path for name in node.input]
+        b.scope, b.node = f"grad/{node.op_type}", node
+        for name, grad in zip(node.input, RULES[node.op_type](b, node, output_grads, needs)):
+            if grad is not None and name in on_path:
+                pending[name].append(grad)
+    for name in list(pending):
+        gradient(name)
+    return total
+
+
+def _cam_weights_source(
+    graph: onnx.GraphProto, tensor: str, types: dict[str, TensorType], constants: dict[str, np.ndarray]
+) -> str | None:
+    """The (N, C) input of the linear head when ``tensor`` -> global average pool -> (flatten) ->
+    Gemm/MatMul (+Add) -> logits is the only path to the logits: its gradient is then the
+    classifier row w^c, which is what CAM multiplies the activations with."""
+    consumers = defaultdict(list)
+    for node in graph.node:
+        for name in set(node.input):
+            consumers[name].append(node)
+
+    def only_consumer(name: str) -> onnx.NodeProto | None:
+        found = consumers.get(name, [])
+        return found[0] if len(found) == 1 and name != LOGITS else None
+
+    pool = only_consumer(tensor)
+    if pool is None or not _is_global_average(pool, constants):
+        return None
+    current, node = pool.output[0], only_consumer(pool.output[0])
+    while node is not None and node.op_type in _PASS_THROUGH:
+        current, node = node.output[0], only_consumer(node.output[0])
+    if node is None or node.op_type not in ("Gemm", "MatMul") or node.input[0] != current:
+        return None
+    if node.op_type == "Gemm" and _attr(node, "transA", 0):
+        return None
+    head = node.output[0]
+    if head != LOGITS:
+        bias = only_consumer(head)
+        if bias is None or bias.op_type != "Add" or bias.output[0] != LOGITS:
+            return None
+    dims = types.get(current, TensorType(0, None)).dims
+    return current if dims is not None and len(dims) == 2 else None
+
+
+def _is_global_average(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> bool:
+    if node.op_type == "GlobalAveragePool":
+        return True
+    if node.op_type != "ReduceMean":
+        return False
+    axes = constants.get(node.input[1]) if len(node.input) > 1 else _attr(node, "axes")
+    return axes is not None and sorted(int(a) % 4 for a in axes) == [2, 3]
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+# -- finishing --------------------------------------------------------------------------------------
+
+
+def _prune(graph: onnx.GraphProto) -> None:
+    """Keep only the nodes and initializers the outputs need (the classifier's other outputs and
+    any unneeded backward nodes go)."""
+    needed = {output.name for output in graph.output}
+    kept = []
+    for node in reversed(graph.node):
+        if any(name in needed for name in node.output):
+            kept.append(onnx.NodeProto())
+            kept[-1].CopyFrom(node)
+            needed.update(node.input)
+    initializers = []
+    for init in graph.initializer:
+        if init.name in needed:
+            initializers.append(onnx.TensorProto())
+            initializers[-1].CopyFrom(init)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+
