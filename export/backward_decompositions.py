@@ -2,10 +2,12 @@
 
 Tracing ``torch.autograd.grad`` leaves ``aten.convolution_backward``, ``aten.avg_pool2d_backward``
 and ``aten._adaptive_avg_pool2d_backward`` in the graph, and ``torch.onnx`` has no translation for
-them. The gradient with respect to a convolution's (or an average pool's) input is a transposed
-convolution with the same weights (or with a box kernel), which ONNX has as ``ConvTranspose``;
-adaptive average pooling is separable, so its gradient is two matrix products. Weights are
-constants of the exported graph, so their gradients are never asked for.
+them (nor for ``aten.adaptive_max_pool2d``, forward or backward). The gradient with respect to
+a convolution's (or an average pool's) input is a transposed convolution with the same weights
+(or with a box kernel), which ONNX has as ``ConvTranspose``; adaptive average pooling is
+separable, so its gradient is two matrix products; adaptive max pooling with equal windows is a
+plain max pool. Weights are constants of the exported graph, so their gradients are never asked
+for.
 """
 
 from __future__ import annotations
@@ -151,6 +153,91 @@ def adaptive_avg_pool2d_backward(grad_output: torch.Tensor, input: torch.Tensor)
     return rows.T.to(dtype) @ grad_output @ cols.to(dtype)
 
 
+def _uniform_window(in_size: int, out_size: int) -> int:
+    """The window (= stride) of adaptive pooling from ``in_size`` to ``out_size`` when all windows
+    are equal and disjoint; ``NotImplementedError`` otherwise."""
+    if in_size % out_size:
+        raise NotImplementedError(
+            f"adaptive max pooling from {in_size} to {out_size} has windows of unequal size; "
+            "only output sizes that divide the input size are supported (or use adaptive average "
+            "pooling, which has no such limit)"
+        )
+    return in_size // out_size
+
+
+def adaptive_max_pool2d(
+    input: torch.Tensor, output_size: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``adaptive_max_pool2d`` as the plain max pool it is when the windows divide the input
+    (``torch.onnx`` has no translation of the adaptive op). Indices are flat over H*W in both."""
+    kernel = [_uniform_window(int(i), int(o)) for i, o in zip(input.shape[2:], output_size)]
+    return aten.max_pool2d_with_indices(input, kernel, kernel)
+
+
+def adaptive_max_pool2d_backward(
+    grad_output: torch.Tensor, input: torch.Tensor, indices: torch.Tensor
+) -> torch.Tensor:
+    """dL/dinput of a uniform-window ``adaptive_max_pool2d``: that of its plain max pool."""
+    kernel = [
+        _uniform_window(int(i), int(o)) for i, o in zip(input.shape[2:], grad_output.shape[2:])
+    ]
+    return aten.max_pool2d_with_indices_backward(
+        grad_output, input, kernel, kernel, [0, 0], [1, 1], False, indices
+    )
+
+
+def max_pool2d_backward_by_mask(
+    grad_output: torch.Tensor,
+    input: torch.Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+    indices: torch.Tensor,
+) -> torch.Tensor:
+    """dL/dinput of a max pool with disjoint windows, from a mask instead of a scatter.
+
+    ``torch.onnx`` writes max pooling's backward as ``ScatterElements`` into the argmax indices,
+    which NNAPI, CoreML, fp16 converters and some runtimes lack. For disjoint windows (stride =
+    kernel, no padding or dilation) each output gradient goes to the first position of its window
+    (row-major) that holds the window's maximum, as PyTorch's indices point: positions equal to
+    the maximum, minus those preceded in their window by an equal one (a count of earlier equal
+    positions is one matrix product with a strictly upper-triangular matrix). Rows and columns
+    past the last whole window get zero. Other pools return NotImplemented, which leaves
+    ``make_fx`` to trace the op as it is (the scatter).
+    """
+    kernel = _pair(kernel_size)
+    steps = _pair(stride) if len(stride) else kernel
+    if steps != kernel or any(_pair(padding)) or any(d != 1 for d in _pair(dilation)) or ceil_mode:
+        return NotImplemented
+    (kh, kw), (h, w) = kernel, (int(v) for v in grad_output.shape[2:])
+    height, width = (int(v) for v in input.shape[2:])
+    windows = _image_to_windows(input[:, :, : h * kh, : w * kw], kh, kw)
+    equal = (windows == windows.amax(dim=4, keepdim=True)).to(grad_output.dtype)
+    earlier = torch.ones(kh * kw, kh * kw, dtype=grad_output.dtype).triu(1)  # [i, j] = 1 if i < j
+    first = equal * ((equal @ earlier) == 0).to(grad_output.dtype)
+    spread = _windows_to_image(first * grad_output.unsqueeze(4), kh, kw)
+    return aten.constant_pad_nd(spread, [0, width - w * kw, 0, height - h * kh], 0.0)
+
+
+def _image_to_windows(image: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """(N, C, h*kh, w*kw) -> (N, C, h, w, kh*kw): each disjoint window's values, row-major."""
+    h, w = int(image.shape[2]) // kh, int(image.shape[3]) // kw
+    return image.unflatten(2, (h, kh)).unflatten(4, (w, kw)).permute(0, 1, 2, 4, 3, 5).flatten(4)
+
+
+def _windows_to_image(values: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """(N, C, h, w, kh*kw) -> (N, C, h*kh, w*kw), the inverse of :func:`_image_to_windows`."""
+    return values.unflatten(4, (kh, kw)).permute(0, 1, 2, 4, 3, 5).flatten(4, 5).flatten(2, 3)
+
+
+MAX_POOL_GRADIENTS = ("scatter", "mask")
+"""How the exported graph computes max pooling's gradient: ``scatter`` (torch.onnx's translation,
+``ScatterElements``; the default) or ``mask`` (:func:`max_pool2d_backward_by_mask`, disjoint
+windows only, other pools keep the scatter)."""
+
+
 def gradient_decompositions() -> dict:
     """The decomposition table for tracing a gradient graph that ``torch.onnx`` can translate."""
     return {
@@ -158,4 +245,6 @@ def gradient_decompositions() -> dict:
         aten.convolution_backward.default: convolution_backward,
         aten.avg_pool2d_backward.default: avg_pool2d_backward,
         aten._adaptive_avg_pool2d_backward.default: adaptive_avg_pool2d_backward,
+        aten.adaptive_max_pool2d.default: adaptive_max_pool2d,
+        aten.adaptive_max_pool2d_backward.default: adaptive_max_pool2d_backward,
     }

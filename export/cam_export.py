@@ -25,6 +25,11 @@ from onnxcam.contract import (
     gradients_name,
     input_gradients_name,
 )
+from onnxcam.export.backward_decompositions import (
+    MAX_POOL_GRADIENTS,
+    gradient_decompositions,
+    max_pool2d_backward_by_mask,
+)
 from onnxcam.export.gradient_graph import (
     CamReadyModule,
     LayerCapture,
@@ -110,6 +115,7 @@ def export_cam_model(
     opset_version: int | None = None,
     input_gradients: Sequence[str] = (),
     fused: Sequence[tuple[str, str]] = (),
+    max_pool_gradient: str = "scatter",
 ) -> Path:
     """Write the CAM-ready ONNX model of ``model`` for ``target_layers`` to ``path``.
 
@@ -134,6 +140,10 @@ def export_cam_model(
             to add dy^c/dx as ``input_gradients/<rule>`` (saliency, guided backpropagation).
         fused: ``(method, weighting)`` pairs whose finished heatmaps, for the first target layer,
             become outputs ``heatmap/<method>/<weighting>`` (see ``onnxcam.export.fused_heatmaps``).
+        max_pool_gradient: ``"scatter"`` (default) or ``"mask"``: compute max pooling's gradient
+            from an equality mask instead of ``ScatterElements``, for runtimes and converters that
+            lack it (NNAPI, CoreML, fp16); disjoint windows only, others keep the scatter
+            (``onnxcam.export.backward_decompositions.max_pool2d_backward_by_mask``).
 
     Returns:
         ``path`` as a Path.
@@ -166,6 +176,13 @@ def export_cam_model(
 
         module = InputGradientModule(module, input_gradients)
         decompositions = input_gradient_decompositions()
+    if max_pool_gradient not in MAX_POOL_GRADIENTS:
+        raise ValueError(f"max_pool_gradient must be one of {MAX_POOL_GRADIENTS}; got {max_pool_gradient!r}")
+    if max_pool_gradient == "mask":
+        decompositions = {
+            **(decompositions or gradient_decompositions()),
+            torch.ops.aten.max_pool2d_with_indices_backward.default: max_pool2d_backward_by_mask,
+        }
     graph = trace_gradient_graph(module, example, example_index, decompositions)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     exported = torch.export.export(

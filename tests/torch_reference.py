@@ -13,7 +13,9 @@ def autograd_layer_gradients(
     """(activations, dy^c/dA, logits) of ``layer`` for ``batch``; c is the top-1 class by default."""
     captured = {}
     module = dict(model.named_modules())[layer]
-    handle = module.register_forward_hook(lambda m, i, output: captured.setdefault("a", output))
+    # The network goes on with a clone, so in-place ops right after the layer (DenseNet's
+    # F.relu(features, inplace=True)) do not rewrite the captured activations.
+    handle = module.register_forward_hook(lambda m, i, output: captured.setdefault("a", output).clone())
     try:
         with torch.enable_grad():
             logits = model(batch)
