@@ -74,3 +74,28 @@ def tiny_cam_model(tmp_path_factory) -> Path:
         preprocessing=Preprocessing(input_size=(32, 32)),
         arch="tiny",
     )
+
+
+@pytest.fixture(scope="session")
+def edge_zoo_model(exported_zoo_model, tmp_path_factory) -> Callable[..., Path]:
+    """``edge_zoo_model(arch, precision="fp32")``: the zoo export with the fused heatmaps of
+    ``edge_models.FUSED`` added, and for ``precision="int8"`` its static int8 copy (backward float,
+    calibrated on ``edge_models.calibration_photos()``), made on first use."""
+    from edge_models import calibration_photos, fused_copy
+
+    cache: dict[tuple[str, str], Path] = {}
+    folder = tmp_path_factory.mktemp("edge_models")
+
+    def get(arch: str, precision: str = "fp32") -> Path:
+        if (arch, precision) not in cache:
+            fused = cache.get((arch, "fp32")) or fused_copy(exported_zoo_model(arch).path, folder / f"{arch}.fused.onnx")
+            cache[arch, "fp32"] = fused
+            if precision == "int8":
+                from onnxcam.export.quantize import quantize_cam_model
+
+                cache[arch, precision] = quantize_cam_model(fused, calibration_photos(), folder / f"{arch}.int8.onnx")
+            elif precision != "fp32":
+                raise ValueError(f"precision {precision!r}: 'fp32' or 'int8'")
+        return cache[arch, precision]
+
+    return get
