@@ -18,6 +18,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.overrides import TorchFunctionMode
 
 from onnxcam.contract import TOP1_CLASS
 from onnxcam.export.backward_decompositions import gradient_decompositions
@@ -161,6 +162,35 @@ class CamReadyModule(nn.Module):
         return tuple(outputs)
 
 
+class _GlobalAveragePoolAsMean(TorchFunctionMode):
+    """Traces ``adaptive_avg_pool2d`` to 1x1 (global average pooling) as a plain ``mean``.
+
+    PyTorch computes that pool as ``mean(dim=(-1, -2), keepdim=True)`` and then, when the input is
+    channels-last (ConvNeXt's blocks end with a permute back from channels-last), restrides the
+    result in place with ``as_strided_``. That restride happens inside the op's C++ composite
+    kernel, below the decomposition table, and autograd differentiates it as an ``as_strided``
+    view of a zero buffer written with ``copy_``, which ``torch.export`` functionalises into
+    ``prims.as_strided_scatter``, an op ``torch.onnx`` cannot translate. The mean alone has the
+    same values; only the (irrelevant) strides of the (N, C, 1, 1) result differ.
+    """
+
+    _FUNCTIONS = (F.adaptive_avg_pool2d, torch._C._nn.adaptive_avg_pool2d)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self._FUNCTIONS:
+            input, output_size = _pool_arguments(*args, **kwargs)
+            sizes = [output_size] * 2 if isinstance(output_size, int) else list(output_size)
+            if input.ndim in (3, 4) and len(sizes) == 2 and all(s == 1 for s in sizes):
+                return input.mean(dim=(-1, -2), keepdim=True)
+        return func(*args, **kwargs)
+
+
+def _pool_arguments(input: torch.Tensor, output_size) -> tuple:
+    """``adaptive_avg_pool2d``'s arguments, positional or by keyword, as (input, output_size)."""
+    return input, output_size
+
+
 def trace_gradient_graph(
     module: nn.Module,
     example_input: torch.Tensor,
@@ -173,12 +203,16 @@ def trace_gradient_graph(
     softmax, matmul): the fused CPU kernel that PyTorch picks otherwise records a fused backward
     op that ``torch.onnx`` cannot translate, while the math ops differentiate into plain ones.
 
+    Global average pooling is traced as a plain mean (:class:`_GlobalAveragePoolAsMean`): PyTorch's
+    own kernel restrides a channels-last result with ``as_strided_``, whose gradient exports as
+    an untranslatable ``as_strided_scatter``.
+
     Only the batch axis is symbolic (the inputs are fake tensors made so): with every axis
     symbolic, as ``make_fx`` makes them by default, shape reasoning over channel and spatial sizes
     dominated the trace (DenseNet's concatenations: 45 s instead of 3 s for a small one).
     """
     inputs = _batch_symbolic_fakes(example_input, example_class_index)
-    with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
+    with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]), _GlobalAveragePoolAsMean():
         return make_fx(
             module,
             tracing_mode="symbolic",

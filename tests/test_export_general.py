@@ -45,7 +45,7 @@ from onnxcam.contract import (  # noqa: E402
 )
 from onnxcam.export import export_cam_model  # noqa: E402
 from onnxcam.export.zoo import ARCHITECTURES, build_model, zoo_entry  # noqa: E402
-from onnxcam.export.zoo.convnext import CNBlock, LayerNorm2d  # noqa: E402
+from onnxcam.export.zoo.convnext import CNBlock, ConvNeXt, LayerNorm2d  # noqa: E402
 from onnxcam.export.zoo.vit import VisionTransformer, tokens_to_grid  # noqa: E402
 from torch_reference import autograd_layer_gradients, cosine, mean_relative_error  # noqa: E402
 
@@ -298,6 +298,20 @@ def test_avg_pool_backward_decomposition(ceil_mode, count_include_pad, divisor_o
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_global_average_pool_of_a_channels_last_map(tmp_path: Path) -> None:
+    """ConvNeXt's head: blocks end channels-last (a permute back), and PyTorch's global average
+    pool restrides such a result with ``as_strided_``, whose gradient once exported as an
+    untranslatable ``as_strided_scatter``. A two-stage ConvNeXt, LayerNorm2d head included."""
+    torch.manual_seed(0)
+    model = ConvNeXt(stages=((8, 1), (16, 1)), layer_scale=0.5, num_classes=5).eval()
+    _randomize_norms(model, torch.Generator().manual_seed(0))
+    layers = ["features.3", "features.1"]
+    path = export_cam_model(model, torch.zeros(1, 3, 32, 32), layers, tmp_path / "convnext.onnx")
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert not any("Scatter" in op for op in ops), ops
+    assert_matches_autograd(model, path, layers, (32, 32))
+
+
 def test_adaptive_max_pool_with_unequal_windows_is_refused(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveMaxPool2d(2), nn.Flatten(1), nn.Linear(16, 3))
     with pytest.raises(NotImplementedError, match="adaptive max pooling from 7 to 2"):
@@ -381,21 +395,11 @@ def _sweep_size(arch: str) -> int:
     return entry.preprocessing.input_size[0] if entry.reshape is not None else SWEEP_SIZE
 
 
-# ConvNeXt's head (LayerNorm2d's permutes, then Flatten) differentiates into an in-place copy on a
-# view that torch.export functionalises into prims.as_strided_scatter, which torch.onnx cannot
-# translate (torch 2.13, onnxscript 0.7). Strict: the mark must go once the export works.
-_KNOWN_FAILURES = {
-    "convnext_tiny": [
-        pytest.mark.xfail(strict=True, reason="prims.as_strided_scatter has no ONNX translation")
-    ],
-}
-
-
 @pytest.mark.parametrize(
     "arch",
     [
         a if a in _DEFAULT_ARCHS
-        else pytest.param(a, marks=[pytest.mark.slow, *_KNOWN_FAILURES.get(a, ())])
+        else pytest.param(a, marks=pytest.mark.slow)
         for a in ARCHITECTURES
     ],
 )
