@@ -95,7 +95,7 @@ def explain_photo(session, record: dict, image: np.ndarray, out: Path) -> PhotoR
 def summary_markdown(results: list[PhotoResult], seconds: float) -> str:
     header = "| photo | top-1 class | p | correct | " + " | ".join(
         f"{m} {w} IoU" for m, w in VARIANTS
-    )
+    ) + " |"
     lines = [
         "# onnxcam demo: EfficientNet-Lite0 (ImageNet weights) on scikit-image photos",
         "",
