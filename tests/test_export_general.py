@@ -47,16 +47,11 @@ from onnxcam.export import export_cam_model  # noqa: E402
 from onnxcam.export.zoo import ARCHITECTURES, build_model, zoo_entry  # noqa: E402
 from onnxcam.export.zoo.convnext import CNBlock, ConvNeXt, LayerNorm2d  # noqa: E402
 from onnxcam.export.zoo.vit import VisionTransformer, tokens_to_grid  # noqa: E402
-from torch_reference import autograd_layer_gradients, cosine, mean_relative_error  # noqa: E402
+from torch_reference import autograd_layer_gradients, cosine, exact_session, mean_relative_error  # noqa: E402
 
 BATCH_SIZES = (1, 7)
 SWEEP_SIZE = 96
 
-
-def exact_session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def calibrate_batchnorm(model: nn.Module, batch: torch.Tensor) -> nn.Module:

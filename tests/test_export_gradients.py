@@ -17,15 +17,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from onnxcam.contract import CLASS_INDEX, INPUT, METADATA_KEY, ModelMetadata  # noqa: E402
-from torch_reference import autograd_layer_gradients, cosine, mean_relative_error  # noqa: E402
+from torch_reference import autograd_layer_gradients, cosine, exact_session, mean_relative_error  # noqa: E402
 
 ARCHS = ["resnet18", "resnet50", "vgg16", "mobilenet_v2", "efficientnet_lite0"]
 
-
-def exact_session(path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -9,11 +9,8 @@ torch = pytest.importorskip("torch")
 captum_attr = pytest.importorskip("captum.attr")
 
 from onnxcam.runtime import CamSession  # noqa: E402
+from torch_reference import minmax  # noqa: E402
 
-
-def minmax(maps: np.ndarray) -> np.ndarray:
-    low = maps.min(axis=(1, 2), keepdims=True)
-    return (maps - low) / (maps.max(axis=(1, 2), keepdims=True) - low)
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "vgg16"])

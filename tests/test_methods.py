@@ -11,6 +11,7 @@ from method_models import INPUT_SIZE, SmallGapNet, SmallMlpNet, export_small  # 
 from torchvision_standin import import_pytorch_grad_cam  # noqa: E402
 
 from onnxcam.runtime import CamSession  # noqa: E402
+from torch_reference import minmax  # noqa: E402
 from onnxcam.runtime.methods import METHODS, AblationCAM, Occlusion, ScoreCAM  # noqa: E402
 from onnxcam.runtime.methods.eigencam import first_principal_projection  # noqa: E402
 
@@ -158,10 +159,6 @@ def captum_reduced(attributions, weighting: str = "abs") -> np.ndarray:
 
     return reduce_channels(attributions.detach().numpy().astype(np.float64), weighting)
 
-
-def minmax(maps: np.ndarray) -> np.ndarray:
-    low = maps.min(axis=(1, 2), keepdims=True)
-    return (maps - low) / (maps.max(axis=(1, 2), keepdims=True) - low)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ onnxcam's exporter: one forward hook, one ``torch.autograd.grad`` with a one-hot
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 
@@ -35,3 +36,17 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 def mean_relative_error(a: np.ndarray, b: np.ndarray) -> float:
     """mean |a - b| / mean |b|: robust to the near-zero entries that make max-relative error useless."""
     return float(np.abs(a - b).mean() / np.abs(b).mean())
+
+
+def exact_session(path) -> ort.InferenceSession:
+    """A CPU session at ORT_ENABLE_EXTENDED: the optimisations that keep float sums in order, so
+    gradient exactness is measured rather than ORT_ENABLE_ALL's NCHWc reordering."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def minmax(maps: np.ndarray) -> np.ndarray:
+    """Per-map min-max normalisation as the peers' maps are normalised (N, H, W) -> (N, H, W)."""
+    low = maps.min(axis=(1, 2), keepdims=True)
+    return (maps - low) / (maps.max(axis=(1, 2), keepdims=True) - low)
