@@ -63,7 +63,7 @@ def test_maps_stay_finite_and_in_range(sessions, model, method, weighting):
             assert np.array_equal(maps, np.zeros_like(maps)), (model, name)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(
     arrays(np.float32, (2, 5, 4), elements=st.floats(-1e6, 1e6, width=32)),
     st.floats(1e-3, 1e3),
@@ -77,8 +77,12 @@ def test_normalisation_properties(maps, scale, shift):
         if result.any():
             assert result.max() == pytest.approx(1.0) and result.min() == pytest.approx(0.0)
     # invariant to positive affine changes, up to float32 rounding
-    moved = minmax_normalize((maps.astype(np.float64) * scale + shift).astype(np.float32))
+    moved_maps = (maps.astype(np.float64) * scale + shift).astype(np.float32)
+    moved = minmax_normalize(moved_maps)
     spans = maps.max(axis=(1, 2)) - maps.min(axis=(1, 2))
+    moved_spans = moved_maps.max(axis=(1, 2)) - moved_maps.min(axis=(1, 2))
     for i in range(len(maps)):
-        if spans[i] > 1e-2 * max(1.0, np.abs(maps[i]).max()):
+        # only where the contrast survives float32 rounding both before and after the shift
+        resolvable = spans[i] > 1e-2 * max(1.0, np.abs(maps[i]).max())
+        if resolvable and moved_spans[i] > 1e-2 * max(1.0, np.abs(moved_maps[i]).max()):
             np.testing.assert_allclose(moved[i], normalised[i], atol=1e-3)
