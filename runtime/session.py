@@ -150,27 +150,27 @@ class CamSession:
         batch: np.ndarray,
         index: np.ndarray,
         method: CamMethod,
-        weighting: str,
+        weightings: Sequence[str],
         layers: list[LayerInfo],
         use_fused: bool,
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
-        """One explanation of a preprocessed batch: (maps (N, H, W) in [0, 1], or None where only
-        ``raw`` was computed and the caller resizes it, raw maps, logits, explained classes)."""
+    ) -> tuple[dict[str, tuple[np.ndarray | None, np.ndarray]], np.ndarray, np.ndarray]:
+        """One explanation of a preprocessed batch under several weightings, from one run and one
+        computation of the method's weights: ``({weighting: (maps (N, H, W) in [0, 1], or None where
+        only ``raw`` was computed and the caller resizes it, raw maps)}, logits, explained classes)``."""
         names = [LOGITS] + self._input_gradients_name(method)
         for layer in layers:
             names += self._output_names(method, layer)
-        fused = (
-            self.metadata.fused_heatmap(method.name, weighting, layers[0].name)
-            if use_fused and len(layers) == 1
-            else None
-        )
-        if fused is not None:
-            names.append(fused.output)
-        names = list(dict.fromkeys(names))
+        fused = {}
+        if use_fused and len(layers) == 1:
+            for weighting in weightings:
+                heatmap = self.metadata.fused_heatmap(method.name, weighting, layers[0].name)
+                if heatmap is not None:
+                    fused[weighting] = heatmap.output
+        names = list(dict.fromkeys(names + list(fused.values())))
         fetched = dict(zip(names, self.session.run(names, {INPUT: batch, CLASS_INDEX: index})))
         logits = fetched[LOGITS]
         explained = np.where(index < 0, logits.argmax(axis=1), index).astype(np.int64)
-        raws = []
+        raws: dict[str, list[np.ndarray]] = {weighting: [] for weighting in weightings}
         for layer in layers:
             outputs = LayerOutputs(
                 activations=fetched[layer.activations],
@@ -181,15 +181,19 @@ class CamSession:
                 else None,
             )
             context = MethodContext(batch, explained, logits, layer, self._passes())
-            raws.append(zero_nonfinite_maps(method.raw_maps(outputs, weighting, context).astype(np.float32)))
-        size = batch.shape[2:]
+            for weighting, raw in method.raw_maps_by_weighting(outputs, weightings, context).items():
+                raws[weighting].append(zero_nonfinite_maps(raw.astype(np.float32)))
         if len(layers) == 1:
-            maps = fetched[fused.output] if fused is not None else None
-            return maps, raws[0], logits, explained
+            maps = {w: (fetched[fused[w]] if w in fused else None, raws[w][0]) for w in weightings}
+            return maps, logits, explained
         # Several layers (LayerCAM's fusion), as pytorch-grad-cam does: each map normalised at its
         # own resolution, resized to the input, averaged, normalised again.
-        mean = np.mean([resize_maps(minmax_normalize(raw), size) for raw in raws], axis=0)
-        return minmax_normalize(mean), mean, logits, explained
+        size = batch.shape[2:]
+        maps = {}
+        for weighting in weightings:
+            mean = np.mean([resize_maps(minmax_normalize(raw), size) for raw in raws[weighting]], axis=0)
+            maps[weighting] = (minmax_normalize(mean), mean)
+        return maps, logits, explained
 
     def prepare(self, images: Images) -> tuple[np.ndarray, list[tuple[int, int]] | None]:
         """The model's float32 (N, C, H, W) input for ``images`` and, for decoded images, their sizes."""
@@ -241,8 +245,34 @@ class CamSession:
                 graph when the model has one for this layer (only for a preprocessed batch and one
                 layer without smoothing; otherwise the maps are computed in numpy).
         """
+        return self.explain_weightings(
+            images, method, (weighting,), class_index, layer=layer, aug_smooth=aug_smooth, use_fused=use_fused
+        )[weighting]
+
+    def explain_weightings(
+        self,
+        images: Images,
+        method: str | CamMethod,
+        weightings: Sequence[str],
+        class_index: int | Sequence[int] | np.ndarray | None = None,
+        *,
+        layer: str | Sequence[str] | None = None,
+        aug_smooth: bool = False,
+        use_fused: bool = True,
+    ) -> dict[str, CamResult]:
+        """:meth:`explain` under several weightings at the cost of one: ``{weighting: CamResult}``,
+        each equal to ``explain(images, method, weighting, ...)``.
+
+        The model runs once and the method's weighting-free work (the channel weights, and behind
+        them Score-CAM's masked passes, Ablation-CAM's ablations, occlusion's windows, Eigen-CAM's
+        SVD) is done once; only the weighted sums differ. Arguments as :meth:`explain`.
+        """
         cam_method = get_method(method)
-        cam_method.check_weighting(check_weighting(weighting))
+        weightings = tuple(dict.fromkeys(weightings))
+        if not weightings:
+            raise ValueError("weightings is empty; name at least one")
+        for weighting in weightings:
+            cam_method.check_weighting(check_weighting(weighting))
         names = [layer] if layer is None or isinstance(layer, str) else list(layer)
         if not names:
             raise ValueError("layer is an empty list; name at least one exported layer")
@@ -250,42 +280,57 @@ class CamSession:
         batch, sizes = self.prepare(images)
         index = class_index_array(class_index, batch.shape[0], self.metadata.num_classes)
         if aug_smooth:
-            at_input, raw, logits, explained = self._smoothed(batch, index, cam_method, weighting, layers)
+            variants, logits, explained = self._smoothed(batch, index, cam_method, weightings, layers)
         else:
-            at_input, raw, logits, explained = self._maps_at_input(
-                batch, index, cam_method, weighting, layers, use_fused and sizes is None
+            variants, logits, explained = self._maps_at_input(
+                batch, index, cam_method, weightings, layers, use_fused and sizes is None
             )
-        source = raw if at_input is None else at_input
-        if sizes is None:
-            maps = at_input if at_input is not None else minmax_normalize(resize_maps(raw, batch.shape[2:]))
-        else:
-            maps = [minmax_normalize(resize_maps(source[i : i + 1], size))[0] for i, size in enumerate(sizes)]
-        return CamResult(
-            maps=maps,
-            class_index=explained,
-            logits=logits,
-            raw_maps=raw,
-            layer=",".join(layer.name for layer in layers),
-            method=cam_method.name,
-            weighting=weighting,
-        )
+        layer_names = ",".join(layer.name for layer in layers)
+        results = {}
+        for weighting, (at_input, raw) in variants.items():
+            source = raw if at_input is None else at_input
+            if sizes is None:
+                maps = at_input if at_input is not None else minmax_normalize(resize_maps(raw, batch.shape[2:]))
+            else:
+                maps = [minmax_normalize(resize_maps(source[i : i + 1], size))[0] for i, size in enumerate(sizes)]
+            results[weighting] = CamResult(
+                maps=maps,
+                class_index=explained,
+                logits=logits,
+                raw_maps=raw,
+                layer=layer_names,
+                method=cam_method.name,
+                weighting=weighting,
+            )
+        return results
 
     def _smoothed(
-        self, batch: np.ndarray, index: np.ndarray, method: CamMethod, weighting: str, layers: list[LayerInfo]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """aug_smooth: maps of the six augmented batches, de-augmented, averaged, renormalised."""
-        total, logits, explained = None, None, index
+        self,
+        batch: np.ndarray,
+        index: np.ndarray,
+        method: CamMethod,
+        weightings: Sequence[str],
+        layers: list[LayerInfo],
+    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
+        """aug_smooth: maps of the six augmented batches, de-augmented, averaged, renormalised,
+        per weighting: ``({weighting: (maps, mean)}, logits, explained)``."""
+        totals: dict[str, np.ndarray] = {}
+        logits, explained = None, index
         for flip in (False, True):
             for factor in SMOOTHING_FACTORS:
                 augmented = (batch[..., ::-1] if flip else batch) * np.float32(factor)
-                maps, raw, run_logits, run_explained = self._maps_at_input(
-                    np.ascontiguousarray(augmented, dtype=np.float32), explained, method, weighting, layers, False
+                variants, run_logits, run_explained = self._maps_at_input(
+                    np.ascontiguousarray(augmented, dtype=np.float32), explained, method, weightings, layers, False
                 )
-                if maps is None:
-                    maps = minmax_normalize(resize_maps(raw, batch.shape[2:]))
                 if logits is None:  # the unaugmented batch comes first and fixes the classes
                     logits, explained = run_logits, run_explained
-                maps = maps[..., ::-1] if flip else maps
-                total = maps.astype(np.float64) if total is None else total + maps
-        mean = (total / (2 * len(SMOOTHING_FACTORS))).astype(np.float32)
-        return minmax_normalize(mean), mean, logits, explained
+                for weighting, (maps, raw) in variants.items():
+                    if maps is None:
+                        maps = minmax_normalize(resize_maps(raw, batch.shape[2:]))
+                    maps = maps[..., ::-1] if flip else maps
+                    totals[weighting] = maps.astype(np.float64) + totals.get(weighting, 0.0)
+        smoothed = {}
+        for weighting, total in totals.items():
+            mean = (total / (2 * len(SMOOTHING_FACTORS))).astype(np.float32)
+            smoothed[weighting] = (minmax_normalize(mean), mean)
+        return smoothed, logits, explained

@@ -8,6 +8,7 @@ the extra passes batched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -50,12 +51,10 @@ class MethodContext:
     passes: ModelPasses
 
 
-def elementwise_weighted_sum(weights: np.ndarray, activations: np.ndarray, weighting: str) -> np.ndarray:
-    """Per-position weights (N, C, h, w) times activations (N, C, h, w), summed over C -> (N, h, w),
-    under ``weighting`` (``abs-weights`` takes |weights|)."""
-    if weighting == "abs-weights":
-        weights = np.abs(weights)
-    maps = (weights * activations).sum(axis=1)
+def rectify(maps: np.ndarray, weighting: str) -> np.ndarray:
+    """The last step of a weighting on signed maps (any shape): ``relu`` keeps the positive part,
+    ``abs`` the magnitude; ``abs-weights`` and ``none`` leave the maps as they are (``abs-weights``
+    acts on the weights, before the sum)."""
     if weighting == "relu":
         return np.maximum(maps, 0.0)
     if weighting == "abs":
@@ -63,12 +62,22 @@ def elementwise_weighted_sum(weights: np.ndarray, activations: np.ndarray, weigh
     return maps
 
 
+def elementwise_weighted_sum(weights: np.ndarray, activations: np.ndarray, weighting: str) -> np.ndarray:
+    """Per-position weights (N, C, h, w) times activations (N, C, h, w), summed over C -> (N, h, w),
+    under ``weighting`` (``abs-weights`` takes |weights|)."""
+    if weighting == "abs-weights":
+        weights = np.abs(weights)
+    return rectify((weights * activations).sum(axis=1), weighting)
+
+
 class CamMethod:
     """A class activation map method: ``M = weighting(sum_k w_k A^k)``.
 
     Subclasses set ``name`` and the outputs they need, and implement :meth:`channel_weights`
-    ((N, C) weights) or :meth:`elementwise_weights` ((N, C, h, w) weights); methods that are not a
-    weighted sum of channels override :meth:`raw_maps`.
+    ((N, C) weights) or :meth:`elementwise_weights` ((N, C, h, w) weights). Methods that are not a
+    weighted sum of channels override :meth:`raw_maps_by_weighting`. Either way, what the weighting
+    does not change (the weights, a signed map, the input gradients, and every extra model pass
+    behind them) is computed once however many weightings are asked for.
 
     needs_gradients / needs_cam_weights: fetch ``gradients/L`` / ``cam_weights/L``.
     input_gradient_rule: fetch ``input_gradients/<rule>`` (maps then come at input resolution).
@@ -89,15 +98,22 @@ class CamMethod:
         """(N, C, h, w) weight of each activation, for methods that weigh positions; else None."""
         return None
 
+    def raw_maps_by_weighting(
+        self, outputs: LayerOutputs, weightings: Sequence[str], context: MethodContext | None = None
+    ) -> dict[str, np.ndarray]:
+        """One (N, h, w) map per weighting, at the layer's resolution, before resizing and
+        normalisation, all from one computation of the weights."""
+        elementwise = self.elementwise_weights(outputs)
+        if elementwise is not None:
+            return {w: elementwise_weighted_sum(elementwise, outputs.activations, w) for w in weightings}
+        weights = self.channel_weights(outputs, context).astype(np.float32, copy=False)
+        return {w: weighted_activation_sum(weights, outputs.activations, w) for w in weightings}
+
     def raw_maps(
         self, outputs: LayerOutputs, weighting: str, context: MethodContext | None = None
     ) -> np.ndarray:
         """(N, h, w) map at the layer's resolution, before resizing and normalisation."""
-        elementwise = self.elementwise_weights(outputs)
-        if elementwise is not None:
-            return elementwise_weighted_sum(elementwise, outputs.activations, weighting)
-        weights = self.channel_weights(outputs, context).astype(np.float32, copy=False)
-        return weighted_activation_sum(weights, outputs.activations, weighting)
+        return self.raw_maps_by_weighting(outputs, (weighting,), context)[weighting]
 
     def check_weighting(self, weighting: str) -> str:
         if weighting not in self.weightings:

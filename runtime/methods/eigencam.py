@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
+from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext, rectify
 
 
 def first_principal_projection(activations: np.ndarray) -> np.ndarray:
@@ -42,10 +44,8 @@ class EigenCAM(CamMethod):
     needs_gradients = False
     weightings = ("relu", "abs", "none")
 
-    def raw_maps(self, outputs: LayerOutputs, weighting: str, context: MethodContext | None = None) -> np.ndarray:
-        maps = first_principal_projection(outputs.activations)
-        if weighting == "relu":
-            return np.maximum(maps, 0.0)
-        if weighting == "abs":
-            return np.abs(maps)
-        return maps
+    def raw_maps_by_weighting(
+        self, outputs: LayerOutputs, weightings: Sequence[str], context: MethodContext | None = None
+    ) -> dict[str, np.ndarray]:
+        signed = first_principal_projection(outputs.activations)
+        return {w: rectify(signed, w) for w in weightings}

@@ -6,6 +6,8 @@ Fergus, 2014) and Guided Grad-CAM (Selvaraju et al., 2017). They need a model ex
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
@@ -31,8 +33,10 @@ class InputGradientMethod(CamMethod):
 
     needs_gradients = False
 
-    def raw_maps(self, outputs: LayerOutputs, weighting: str, context: MethodContext | None = None) -> np.ndarray:
-        return reduce_channels(outputs.input_gradients, weighting)
+    def raw_maps_by_weighting(
+        self, outputs: LayerOutputs, weightings: Sequence[str], context: MethodContext | None = None
+    ) -> dict[str, np.ndarray]:
+        return {w: reduce_channels(outputs.input_gradients, w) for w in weightings}
 
 
 class Saliency(InputGradientMethod):
@@ -78,7 +82,10 @@ class GuidedGradCAM(CamMethod):
     name = "guided-gradcam"
     input_gradient_rule = "guided"
 
-    def raw_maps(self, outputs: LayerOutputs, weighting: str, context: MethodContext | None = None) -> np.ndarray:
+    def raw_maps_by_weighting(
+        self, outputs: LayerOutputs, weightings: Sequence[str], context: MethodContext | None = None
+    ) -> dict[str, np.ndarray]:
         gradcam = GradCAM().raw_maps(outputs, "relu")
         upsampled = resize_maps(gradcam, outputs.input_gradients.shape[2:])
-        return reduce_channels(outputs.input_gradients * upsampled[:, None], weighting)
+        guided = outputs.input_gradients * upsampled[:, None]
+        return {w: reduce_channels(guided, w) for w in weightings}

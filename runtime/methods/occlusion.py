@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
+from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext, rectify
 
 
 def window_starts(size: int, window: int, stride: int) -> np.ndarray:
@@ -31,7 +33,9 @@ class Occlusion(CamMethod):
     def __init__(self, window: int = 32, stride: int = 16, baseline: float = 0.0, batch_size: int = 32):
         self.window, self.stride, self.baseline, self.batch_size = window, stride, baseline, batch_size
 
-    def raw_maps(self, outputs: LayerOutputs, weighting: str, context: MethodContext | None = None) -> np.ndarray:
+    def raw_maps_by_weighting(
+        self, outputs: LayerOutputs, weightings: Sequence[str], context: MethodContext | None = None
+    ) -> dict[str, np.ndarray]:
         batch = context.batch
         height, width = batch.shape[2:]
         windows = [(top, left) for top in window_starts(height, self.window, self.stride)
@@ -50,9 +54,5 @@ class Occlusion(CamMethod):
                 drops = score - context.passes.logits(occluded)[:, c]
                 for drop, (top, left) in zip(drops, chunk):
                     maps[i, top : top + self.window, left : left + self.window] += drop
-        maps = maps / np.maximum(counts, 1)
-        if weighting == "relu":
-            return np.maximum(maps, 0.0)
-        if weighting == "abs":
-            return np.abs(maps)
-        return maps
+        signed = maps / np.maximum(counts, 1)
+        return {w: rectify(signed, w) for w in weightings}
