@@ -1,31 +1,151 @@
 """Reference activations and gradients straight from torch autograd, written independently of
-onnxcam's exporter: one forward hook, one ``torch.autograd.grad`` with a one-hot seed."""
+onnxcam's exporter: one forward hook, one ``torch.autograd.grad`` with a one-hot seed; and the one
+rule (:func:`assert_gradients_match`) by which ONNX gradients are held to it.
+
+The truth is torch autograd in float64. Float32 cannot always reach it: where a ReLU (ReLU6, max
+pool, Hardswish) input downstream of the layer lies within float32 forward rounding of its kink
+(measured on resnet50 at 96x96: ~1e-5 of activations of scale ~1 four blocks deep), any float32
+run may put it on the other side, and the flipped unit moves the whole gradient (by ~1e-2 in mean
+relative error on a 3x3 map). Which units flip depends on the rounding, so torch float32 and ONNX
+Runtime flip different ones; both are equally far from the truth.
+"""
 
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
+MIN_COSINE = 0.9999
+MAX_MEAN_RELATIVE_ERROR = 1e-4
+KINK_FACTOR = 2.0
+"""How much further from the truth than the sample's float32 spread an excused sample may be. Two
+float32 runs that flip different kinks are each off by about one flipped unit's share, so the
+distance of either to the truth is within twice the distance between them (triangle inequality,
+with the flips independent); a wrong rule is off on every sample and is not excused at all."""
+KINK_COSINE_FLOOR = 0.999
+"""Every sample, excused or not, keeps this cosine: a flipped unit moves a gradient by a few 1e-4
+in cosine at most (measured), a wrong rule by far more."""
+
 
 def autograd_layer_gradients(
     model: torch.nn.Module, layer: str, batch: torch.Tensor, class_index: torch.Tensor | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(activations, dy^c/dA, logits) of ``layer`` for ``batch``; c is the top-1 class by default."""
+    """(activations, dy^c/dA, logits) of ``layer`` for ``batch``, in the model's dtype; c is the
+    top-1 class by default.
+
+    The layer's output becomes a leaf and the network goes on with a copy of it, so in-place ops
+    right after the layer (DenseNet's ``F.relu(features, inplace=True)``) rewrite neither the
+    captured activations nor what is differentiated.
+    """
     captured = {}
-    module = dict(model.named_modules())[layer]
-    # The network goes on with a clone, so in-place ops right after the layer (DenseNet's
-    # F.relu(features, inplace=True)) do not rewrite the captured activations.
-    handle = module.register_forward_hook(lambda m, i, output: captured.setdefault("a", output).clone())
+
+    def capture(_module, _inputs, output):
+        captured["leaf"] = output.detach().clone().requires_grad_()
+        return captured["leaf"].clone()
+
+    handle = model.get_submodule(layer).register_forward_hook(capture)
     try:
         with torch.enable_grad():
             logits = model(batch)
     finally:
         handle.remove()
-    index = logits.argmax(dim=1) if class_index is None else class_index
+    index = logits.argmax(dim=1) if class_index is None else torch.as_tensor(class_index)
     seed = torch.nn.functional.one_hot(index, logits.shape[1]).to(logits.dtype)
-    (gradients,) = torch.autograd.grad(logits, captured["a"], grad_outputs=seed)
-    return captured["a"].detach().numpy(), gradients.numpy(), logits.detach().numpy()
+    (gradients,) = torch.autograd.grad(logits, captured["leaf"], grad_outputs=seed)
+    return captured["leaf"].detach().numpy(), gradients.numpy(), logits.detach().numpy()
+
+
+def float64_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The model in float64 (parameters and buffers), for the truth; ``model`` is left as it is."""
+    return copy.deepcopy(model).double().eval()
+
+
+def one_ulp_nudges(batch: np.ndarray, copies: int = 2) -> np.ndarray:
+    """``(copies, N, ...)`` float32 copies of ``batch`` with every entry moved one ulp up or down
+    (seeded): inputs no float32 pipeline tells from ``batch`` beyond its own rounding, but whose
+    rounding, and so whose near-kink decisions, differ."""
+    rng = np.random.default_rng(0)
+    batch = np.asarray(batch, np.float32)
+    directions = np.where(rng.random((copies, *batch.shape)) < 0.5, -np.inf, np.inf).astype(np.float32)
+    return np.nextafter(batch[None], directions)
+
+
+@dataclass(frozen=True)
+class SampleScore:
+    """One sample: ONNX vs the float64 truth, and the sample's float32 spread (the larger of torch
+    float32 vs the truth and ONNX at the input vs ONNX at its one-ulp nudges), each as
+    (1 - cosine, mean relative error)."""
+
+    onnx: tuple[float, float]
+    spread: tuple[float, float]
+
+    @property
+    def within_bounds(self) -> bool:
+        return _within_bounds(self.onnx)
+
+    @property
+    def on_kink(self) -> bool:
+        return not _within_bounds(self.spread)
+
+    @property
+    def excusable(self) -> bool:
+        return (
+            self.on_kink
+            and 1 - self.onnx[0] >= KINK_COSINE_FLOOR
+            and all(o <= KINK_FACTOR * s for o, s in zip(self.onnx, self.spread))
+        )
+
+
+def _within_bounds(distance: tuple[float, float]) -> bool:
+    return 1 - distance[0] >= MIN_COSINE and distance[1] <= MAX_MEAN_RELATIVE_ERROR
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    return 1 - cosine(a, b), mean_relative_error(a, b)
+
+
+def score_samples(
+    onnx_grads: np.ndarray, onnx_nudged: np.ndarray, truth: np.ndarray, torch_float32: np.ndarray
+) -> list[SampleScore]:
+    """Per sample of ``onnx_grads`` ``(N, ...)``: ``onnx_nudged`` ``(copies, N, ...)`` are ONNX's
+    gradients at :func:`one_ulp_nudges` of the input, ``truth`` float64 autograd and
+    ``torch_float32`` float32 autograd at the input itself."""
+    scores = []
+    for i, (grad, true) in enumerate(zip(onnx_grads, truth)):
+        distances = [_distance(torch_float32[i], true)] + [_distance(grad, n[i]) for n in onnx_nudged]
+        spread = tuple(max(d[k] for d in distances) for k in range(2))
+        scores.append(SampleScore(_distance(grad, true), spread))
+    return scores
+
+
+def assert_gradients_match(
+    onnx_grads: np.ndarray,
+    onnx_nudged: np.ndarray,
+    truth: np.ndarray,
+    torch_float32: np.ndarray,
+    where: object,
+) -> list[SampleScore]:
+    """The acceptance rule, per sample: the ONNX gradient meets cosine >= MIN_COSINE and mean
+    relative error <= MAX_MEAN_RELATIVE_ERROR against the float64 truth; or the sample sits on a
+    kink, shown by float32 itself missing those bounds (torch float32 against the truth, or ONNX at
+    the input against ONNX one ulp away), and then ONNX is within KINK_FACTOR times that float32
+    spread of the truth, with cosine >= KINK_COSINE_FLOOR. A wrong backward rule is reproducible
+    under a one-ulp nudge and absent from torch, so it is never excused. Returns the scores."""
+    assert onnx_grads.shape == truth.shape == torch_float32.shape, (where, onnx_grads.shape, truth.shape)
+    assert np.abs(truth).max() > 0, f"{where}: the reference gradient is all zero"
+    scores = score_samples(onnx_grads, onnx_nudged, truth, torch_float32)
+    failed = [i for i, s in enumerate(scores) if not (s.within_bounds or s.excusable)]
+    excused = [i for i, s in enumerate(scores) if not s.within_bounds and s.excusable]
+    assert not failed, (
+        f"{where}: samples {failed} miss the bounds against float64 autograd without a kink to "
+        f"excuse them ({len(excused)} of {len(scores)} excused); (1 - cosine, mean relative error) "
+        f"ONNX / float32 spread: {[(s.onnx, s.spread) for s in scores]}"
+    )
+    return scores
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,3 +170,14 @@ def minmax(maps: np.ndarray) -> np.ndarray:
     """Per-map min-max normalisation as the peers' maps are normalised (N, H, W) -> (N, H, W)."""
     low = maps.min(axis=(1, 2), keepdims=True)
     return (maps - low) / (maps.max(axis=(1, 2), keepdims=True) - low)
+
+
+def summary_line(where: object, scores: list[SampleScore]) -> str:
+    """One line for logs: the range of cosine and mean relative error, and the excused samples."""
+    cosines = [1 - s.onnx[0] for s in scores]
+    errors = [s.onnx[1] for s in scores]
+    excused = sum(not s.within_bounds for s in scores)
+    return (
+        f"{where}: cosine {min(cosines):.6f}-{max(cosines):.6f}, mean relative error "
+        f"{min(errors):.1e}-{max(errors):.1e}, {excused} of {len(scores)} excused (on a kink)"
+    )
