@@ -5,14 +5,20 @@
 classifier by reverse-mode differentiation of the ONNX graph itself: a one-hot seed on the logits is
 pulled back through every node between the logits and the target tensors with the vector-Jacobian
 rules of :mod:`onnxcam.export.vjp_rules`, written as plain ONNX ops in the model's own opset.
+
+Token layers (vision transformers, ``(N, T, C)``) are differentiated as tokens and then turned into
+``(N, C, h, w)`` grids by a :class:`TokenGrid`, inside the graph, for both the activations and the
+gradients: the file then reads exactly like one that ``export_cam_model(..., reshape=)`` writes.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +41,43 @@ from onnxcam.contract import (
 )
 from onnxcam.export.vjp_rules import RULES, GraphBuilder, TensorType, UnsupportedOpError, node_label
 
-__all__ = ["UnsupportedOpError", "augment_classifier"]
+__all__ = ["TOKENS_TO_GRID", "TokenGrid", "UnsupportedOpError", "augment_classifier"]
 
 # The rules assume opset 13 semantics or later (axes/split/pads as inputs, single-axis Softmax).
 MIN_OPSET = 13
 _FLOATS = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
 # Ops allowed between the pooled vector and the linear head for the CAM-weights pattern.
 _PASS_THROUGH = {"Flatten", "Reshape", "Squeeze", "Identity", "Dropout"}
+
+
+@dataclass(frozen=True)
+class TokenGrid:
+    """Tokens ``(N, T, C)`` -> a grid ``(N, C, h, w)``: the first ``prefix_tokens`` tokens (class,
+    distillation or register tokens) are dropped and the other ``h * w`` read as a row-major grid.
+
+    ``grid`` = ``(h, w)``; ``None`` means a square grid. :data:`TOKENS_TO_GRID` is the ONNX twin of
+    :func:`onnxcam.export.zoo.vit.tokens_to_grid` (one class token, square grid).
+    """
+
+    prefix_tokens: int = 1
+    grid: tuple[int, int] | None = None
+
+    def grid_shape(self, layer: str, tokens: int) -> tuple[int, int]:
+        """``(h, w)`` for a layer of ``tokens`` tokens; ValueError when they do not fit."""
+        patches = tokens - self.prefix_tokens
+        if self.grid is not None:
+            height, width = self.grid
+        else:
+            height = width = math.isqrt(max(patches, 0))
+        if patches <= 0 or height * width != patches:
+            raise ValueError(
+                f"layer {layer!r} has {tokens} tokens: not {self.prefix_tokens} prefix token(s) + "
+                f"a {'x'.join(map(str, self.grid)) if self.grid else 'square'} grid"
+            )
+        return height, width
+
+
+TOKENS_TO_GRID = TokenGrid()
 
 
 def augment_classifier(
@@ -51,6 +87,7 @@ def augment_classifier(
     *,
     logits: str | None = None,
     preprocessing: Preprocessing | None = None,
+    reshape: TokenGrid | Mapping[str, TokenGrid] | None = None,
 ) -> onnx.ModelProto:
     """Make an ONNX classifier CAM-ready by differentiating its graph.
 
@@ -62,6 +99,9 @@ def augment_classifier(
     the classifier are dropped. A static batch size becomes symbolic; dynamic ``H, W`` are fixed to
     ``preprocessing.input_size`` (default :class:`Preprocessing`, whose size defaults to the model's
     static ``H, W``). Models below opset 13 are converted to opset 13, the others keep their opset.
+    ``reshape``: a :class:`TokenGrid` for every target, or one per target name, for token layers
+    ``(N, T, C)`` (ViTs): the tokens are differentiated and both outputs reshaped to ``(N, C, h, w)``,
+    as ``export_cam_model``'s ``reshape=`` does (such layers have no ``cam_weights``).
 
     The graph resolves ``class_index`` = ``TOP1_CLASS`` (any negative value) to the argmax of its
     own logits, seeds ``onehot(class_index) @ logits`` and writes dy^c/dA for every target A.
@@ -95,8 +135,9 @@ def augment_classifier(
     types = _infer_types(proto)
     batch, num_classes = _check_logits(types)
 
+    grids = _layer_grids(reshape, targets)
     shapes = {
-        target: _layer_shape(target, types.get(tensor, TensorType(0, None)))
+        target: _layer_shape(target, types.get(tensor, TensorType(0, None)), grids.get(target))
         for target, tensor in targets_in_graph.items()
     }
     builder = GraphBuilder(_opset(proto), types, constants)
@@ -107,8 +148,14 @@ def augment_classifier(
     layer_infos, output_nodes = [], []
     for target, tensor in targets_in_graph.items():
         shape = shapes[target]
-        pooled = _cam_weights_source(graph, tensor, types, constants)
-        named = [(activations_name(target), tensor, shape), (gradients_name(target), grads[tensor], shape)]
+        activations, gradients = tensor, grads[tensor]
+        pooled = None
+        if target in grids:
+            activations = _tokens_to_grid(builder, activations, grids[target], shape)
+            gradients = _tokens_to_grid(builder, gradients, grids[target], shape)
+        else:
+            pooled = _cam_weights_source(graph, tensor, types, constants)
+        named = [(activations_name(target), activations, shape), (gradients_name(target), gradients, shape)]
         if pooled is not None:
             named.append((cam_weights_name(target), grads[pooled], shape[:1]))
         for name, source, dims in named:
@@ -301,16 +348,53 @@ def _check_logits(types: dict[str, TensorType]) -> tuple[str, int]:
     return batch, logits.dims[1]
 
 
-def _layer_shape(target: str, tensor_type: TensorType) -> tuple[int, int, int]:
+def _layer_grids(
+    reshape: TokenGrid | Mapping[str, TokenGrid] | None, targets: Sequence[str]
+) -> dict[str, TokenGrid]:
+    """``augment_classifier``'s ``reshape`` argument as one TokenGrid per target that has one."""
+    if reshape is None:
+        return {}
+    if isinstance(reshape, TokenGrid):
+        return dict.fromkeys(targets, reshape)
+    unknown = sorted(set(reshape) - set(targets))
+    if unknown:
+        raise ValueError(f"reshape given for {unknown}, which are not target layers {list(targets)}")
+    return dict(reshape)
+
+
+def _layer_shape(
+    target: str, tensor_type: TensorType, grid: TokenGrid | None
+) -> tuple[int, int, int]:
+    """``(C, h, w)`` of the layer's outputs: its own for a map, the grid's for tokens."""
     dims = tensor_type.dims
-    if tensor_type.elem_type not in _FLOATS or dims is None or len(dims) != 4:
+    rank = 3 if grid is not None else 4
+    if tensor_type.elem_type not in _FLOATS or dims is None or len(dims) != rank:
+        expected = "(N, T, C) token" if grid is not None else "(N, C, h, w)"
+        hint = "" if grid is not None else " (token layers need reshape=TokenGrid(...))"
         raise ValueError(
-            f"layer {target!r} must be a float (N, C, h, w) tensor, shape inference gives {dims}"
-            " (token layers need a reshape to a grid inside the graph)"
+            f"layer {target!r} must be a float {expected} tensor, shape inference gives {dims}{hint}"
         )
     if not all(isinstance(d, int) for d in dims[1:]):
-        raise ValueError(f"layer {target!r} has no static (C, h, w) shape: {dims}")
-    return tuple(dims[1:])
+        raise ValueError(f"layer {target!r} has no static shape after the batch: {dims}")
+    if grid is None:
+        return tuple(dims[1:])
+    tokens, channels = dims[1:]
+    return (channels, *grid.grid_shape(target, tokens))
+
+
+def _tokens_to_grid(
+    b: GraphBuilder, tokens: str, grid: TokenGrid, shape: tuple[int, int, int]
+) -> str:
+    """``(N, T, C)`` -> ``(N, C, h, w)`` with ``shape`` = ``(C, h, w)``: Slice, Reshape, Transpose."""
+    channels, height, width = shape
+    b.scope = "tokens_to_grid"
+    patches = b.op(
+        "Slice", tokens, b.ints([grid.prefix_tokens]), b.ints([grid.prefix_tokens + height * width]),
+        b.ints([1]),
+    )
+    # Reshape's 0 copies the (symbolic) batch size.
+    rows = b.op("Reshape", patches, b.ints([0, height, width, channels]))
+    return b.op("Transpose", rows, perm=[0, 3, 1, 2])
 
 
 # -- differentiation ---------------------------------------------------------------------------------

@@ -40,10 +40,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_augment(args: argparse.Namespace) -> int:
-    from onnxcam.export.augment import augment_classifier
+    from onnxcam.export.augment import TokenGrid, augment_classifier
 
     layers = _layer_list(args.layer)
-    augment_classifier(args.model, layers, args.out, logits=args.logits)
+    # tokens_to_grid, the only named reshape: prefix tokens dropped, square grid.
+    reshape = TokenGrid(prefix_tokens=args.prefix_tokens) if args.reshape else None
+    augment_classifier(args.model, layers, args.out, logits=args.logits, reshape=reshape)
     print(f"wrote {args.out} (layers: {', '.join(layers)})")
     return 0
 
@@ -155,6 +157,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     augment.add_argument("--layer", action="append", required=True, help="tensor name(s)")
     augment.add_argument("--out", required=True, help="the CAM-ready .onnx file to write")
     augment.add_argument("--logits", help="the logits output (default: the first output)")
+    augment.add_argument(
+        "--reshape",
+        choices=("tokens_to_grid",),
+        help="turn token layers (N, T, C) into (N, C, h, w) grids, as export's reshape= "
+        "(tokens_to_grid: drop the prefix tokens, square grid of the rest)",
+    )
+    augment.add_argument(
+        "--prefix-tokens", type=int, default=1,
+        help="with --reshape: leading tokens that are not patches (class, distillation, registers)",
+    )
     augment.set_defaults(func=run_augment)
 
     train = subparsers.add_parser(

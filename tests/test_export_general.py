@@ -46,34 +46,24 @@ from onnxcam.contract import (  # noqa: E402
     gradients_name,
 )
 from onnxcam.export import export_cam_model  # noqa: E402
-from onnxcam.export.zoo import ARCHITECTURES, build_model, zoo_entry  # noqa: E402
+from onnxcam.export.zoo import ARCHITECTURES, zoo_entry  # noqa: E402
 from onnxcam.export.zoo.convnext import CNBlock, ConvNeXt, LayerNorm2d  # noqa: E402
 from onnxcam.export.zoo.vit import VisionTransformer, tokens_to_grid  # noqa: E402
 from torch_reference import (  # noqa: E402
     assert_gradients_match,
     autograd_layer_gradients,
+    calibrate_batchnorm,
+    calibrated_zoo_model,
     cosine,
     exact_session,
     float64_copy,
     mean_relative_error,
     one_ulp_nudges,
     summary_line,
+    sweep_size,
 )
 
 BATCH_SIZES = (1, 7)
-SWEEP_SIZE = 96
-
-
-def calibrate_batchnorm(model: nn.Module, batch: torch.Tensor) -> nn.Module:
-    """Set every BatchNorm's running statistics to those of ``batch`` (one train-mode pass)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average: after one batch, exactly its statistics
-    model.train()
-    with torch.no_grad():
-        model(batch)
-    return model.eval()
 
 
 def assert_matches_autograd(
@@ -372,26 +362,6 @@ def test_token_layer_without_reshape_is_refused(small_vit: VisionTransformer, tm
 _DEFAULT_ARCHS = {"resnet18", "mobilenet_v3_large"}
 
 
-def _zoo_model(arch: str) -> nn.Module:
-    """The zoo model, seeded, with BatchNorm calibrated and ConvNeXt's layer scales at trained-like
-    values (its 1e-6 init would make every block an identity and hide LayerNorm/GELU)."""
-    torch.manual_seed(0)
-    model = build_model(arch)
-    if arch.startswith("convnext"):
-        with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                if name.endswith("layer_scale"):
-                    parameter.uniform_(0.1, 1.0)
-    size = _sweep_size(arch)
-    return calibrate_batchnorm(model, torch.randn(8, 3, size, size))
-
-
-def _sweep_size(arch: str) -> int:
-    # The ViT's position embedding fixes its input size; the CNNs take any size.
-    entry = zoo_entry(arch)
-    return entry.preprocessing.input_size[0] if entry.reshape is not None else SWEEP_SIZE
-
-
 @pytest.mark.parametrize(
     "arch",
     [
@@ -402,8 +372,8 @@ def _sweep_size(arch: str) -> int:
 )
 def test_zoo_architecture_at_three_depths(arch: str, tmp_path: Path) -> None:
     entry = zoo_entry(arch)
-    model = _zoo_model(arch)
-    size = _sweep_size(arch)
+    model = calibrated_zoo_model(arch)
+    size = sweep_size(arch)
     layers = [entry.last_layer, entry.middle_layer, entry.early_layer]
     path = export_cam_model(
         model, torch.zeros(1, 3, size, size), layers, tmp_path / f"{arch}.onnx",

@@ -181,3 +181,47 @@ def summary_line(where: object, scores: list[SampleScore]) -> str:
         f"{where}: cosine {min(cosines):.6f}-{max(cosines):.6f}, mean relative error "
         f"{min(errors):.1e}-{max(errors):.1e}, {excused} of {len(scores)} excused (on a kink)"
     )
+
+
+# -- the zoo as the gradient tests use it -----------------------------------------------------------
+
+SWEEP_SIZE = 96
+"""Input side for the CNNs of the zoo sweeps (any size works; small keeps the sweeps quick)."""
+
+
+def calibrate_batchnorm(model: torch.nn.Module, batch: torch.Tensor) -> torch.nn.Module:
+    """Set every BatchNorm's running statistics to those of ``batch`` (one train-mode pass), so
+    random-init networks have trained-like activation scales: untrained MobileNetV3's
+    squeeze-excite and Hardswish stages otherwise shrink activations to ~1e-9."""
+    for norm in model.modules():
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average: after one batch, exactly its statistics
+    model.train()
+    with torch.no_grad():
+        model(batch)
+    return model.eval()
+
+
+def sweep_size(arch: str) -> int:
+    """The input side of ``arch`` in the sweeps: the ViT's position embedding fixes its size."""
+    from onnxcam.export.zoo import zoo_entry
+
+    entry = zoo_entry(arch)
+    return entry.preprocessing.input_size[0] if entry.reshape is not None else SWEEP_SIZE
+
+
+def calibrated_zoo_model(arch: str) -> torch.nn.Module:
+    """The zoo model, seeded, with BatchNorm calibrated and ConvNeXt's layer scales at trained-like
+    values (its 1e-6 init would make every block an identity and hide LayerNorm/GELU)."""
+    from onnxcam.export.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch)
+    if arch.startswith("convnext"):
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name.endswith("layer_scale"):
+                    parameter.uniform_(0.1, 1.0)
+    size = sweep_size(arch)
+    return calibrate_batchnorm(model, torch.randn(8, 3, size, size))
