@@ -15,6 +15,8 @@ Conventions shared by the rules (they mirror PyTorch's autograd, which the tests
 - ``MaxPool`` routes each output's gradient to the first maximum of its window in row-major order,
   found with masks (``Equal`` against the pooled value) and scattered back with a one-hot
   ``ConvTranspose``: no ``ScatterElements``, which breaks fp16 and model converters;
+- ``ReduceMax`` splits each output's gradient evenly between the tied maxima, as torch's ``amax``
+  backward does; ``Abs`` has gradient 0 at 0 (``Sign``);
 - window geometry (strides, pads, ``ceil_mode``) is resolved with the static spatial shapes that
   shape inference gives; only the batch dimension may stay symbolic.
 """
@@ -309,23 +311,49 @@ def _split(b: GraphBuilder, node, grads, needs):
 
 @rule("Slice")
 def _slice(b: GraphBuilder, node, grads, needs):
-    x = node.input[0]
+    # The gradient goes back to the sliced positions, zeros elsewhere: strided axes are spread out
+    # first (step - 1 zeros after each entry), then one Pad puts every axis back in place.
+    x, g = node.input[0], grads[0]
     rank = b.rank(x)
     starts = b.constant(node.input[1], "starts")
     ends = b.constant(node.input[2], "ends")
     axes_name, steps_name = b.optional_input(node, 3), b.optional_input(node, 4)
     axes = b.constant(axes_name, "axes") if axes_name else np.arange(len(starts))
     steps = b.constant(steps_name, "steps") if steps_name else np.ones(len(starts), np.int64)
-    if np.any(steps != 1):
-        raise b.unsupported("only step 1 slices are differentiated")
+    if np.any(steps <= 0):
+        raise b.unsupported("only positive-step slices are differentiated")
     pads = [0] * 2 * rank
-    for start, end, axis in zip(starts.tolist(), ends.tolist(), axes.tolist()):
+    for start, end, axis, step in zip(starts.tolist(), ends.tolist(), axes.tolist(), steps.tolist()):
         axis %= rank
         (size,) = b.static_dims(x, [axis])
         start = min(max(start + size if start < 0 else start, 0), size)
         end = min(max(end + size if end < 0 else end, start), size)
-        pads[axis], pads[rank + axis] = start, size - end
-    return [b.op("Pad", grads[0], b.ints(pads))]
+        span = end - start
+        if step > 1 and span > 0:
+            taken = len(range(start, end, step))
+            g = _spread(b, g, rank, axis, taken, step)
+            span = min(taken * step, size - start)
+            g = b.op("Slice", g, b.ints([0]), b.ints([span]), b.ints([axis]))
+        pads[axis], pads[rank + axis] = start, size - start - span
+    return [b.op("Pad", g, b.ints(pads))]
+
+
+def _spread(b: GraphBuilder, g: str, rank: int, axis: int, taken: int, step: int) -> str:
+    """``g`` ``(..., taken, ...)`` (``rank`` axes) -> ``(..., taken * step, ...)`` along ``axis``:
+    each entry followed by ``step - 1`` zeros, the transpose of taking every ``step``-th entry."""
+    column = b.op("Unsqueeze", g, b.ints([axis + 1]))
+    ends = [0] * (rank + 1)
+    ends[axis + 1] = step - 1
+    padded = b.op("Pad", column, b.ints([0] * (rank + 1) + ends))
+    shape = b.op("Shape", g)
+    merged = b.op(
+        "Concat",
+        b.op("Slice", shape, b.ints([0]), b.ints([axis])),
+        b.ints([taken * step]),
+        b.op("Slice", shape, b.ints([axis + 1]), b.ints([rank])),
+        axis=0,
+    )
+    return b.op("Reshape", padded, merged)
 
 
 @rule("Pad")
@@ -463,6 +491,12 @@ def _relu(b: GraphBuilder, node, grads, needs):
     return [b.mask(b.op("Greater", node.input[0], b.const(0.0)), grads[0])]
 
 
+@rule("Abs")
+def _abs(b: GraphBuilder, node, grads, needs):
+    # Sign(0) = 0: the gradient at 0 is 0, as torch's abs backward (sgn) gives.
+    return [b.op("Mul", grads[0], b.op("Sign", node.input[0]))]
+
+
 @rule("LeakyRelu")
 def _leaky_relu(b: GraphBuilder, node, grads, needs):
     x, g = node.input[0], grads[0]
@@ -556,6 +590,15 @@ def _softmax(b: GraphBuilder, node, grads, needs):
     axis = b.attr(node, "axis", -1)
     dot = b.reduce("ReduceSum", b.op("Mul", g, y), [axis], keepdims=True)
     return [b.op("Mul", y, b.op("Sub", g, dot))]
+
+
+@rule("LogSoftmax")
+def _log_softmax(b: GraphBuilder, node, grads, needs):
+    # y = x - logsumexp(x): dx = g - softmax(x) * sum(g), with softmax(x) = exp(y).
+    y, g = node.output[0], grads[0]
+    axis = b.attr(node, "axis", -1)
+    total = b.reduce("ReduceSum", g, [axis], keepdims=True)
+    return [b.op("Sub", g, b.op("Mul", b.op("Exp", y), total))]
 
 
 # -- linear layers ----------------------------------------------------------------------------------
@@ -682,6 +725,26 @@ def _reduce(b: GraphBuilder, node, grads, needs):
     if node.op_type == "ReduceMean":
         g = b.op("Div", g, b.count(x, axes))
     return [b.op("Expand", g, b.op("Shape", x))]
+
+
+@rule("ReduceMax")
+def _reduce_max(b: GraphBuilder, node, grads, needs):
+    # The gradient goes to the positions that equal the maximum, split evenly between ties: torch's
+    # amax/max-over-dims backward (a global max pooling written as ReduceMax ties the same way).
+    x, y, g = node.input[0], node.output[0], grads[0]
+    rank = b.rank(x)
+    axes_name = b.optional_input(node, 1)
+    axes = b.constant(axes_name, "axes").tolist() if axes_name else b.attr(node, "axes")
+    if not axes:
+        if b.attr(node, "noop_with_empty_axes", 0):
+            return [g]
+        axes = list(range(rank))
+    axes = sorted(a % rank for a in axes)
+    if not b.attr(node, "keepdims", 1):
+        y, g = b.op("Unsqueeze", y, b.ints(axes)), b.op("Unsqueeze", g, b.ints(axes))
+    winners = b.op("Cast", b.op("Equal", x, y), to=TensorProto.FLOAT)
+    ties = b.op("ReduceSum", winners, b.ints(axes), keepdims=1)
+    return [b.op("Mul", winners, b.op("Div", g, ties))]
 
 
 @rule("AveragePool")

@@ -503,7 +503,7 @@ def test_every_required_op_has_a_rule():
         "HardSwish", "HardSigmoid", "Sigmoid", "Tanh", "Erf", "Gelu", "BatchNormalization",
         "GlobalAveragePool", "AveragePool", "MaxPool", "ReduceMean", "Flatten", "Reshape",
         "Transpose", "Concat", "Split", "Slice", "Squeeze", "Unsqueeze", "Dropout", "Identity",
-        "Softmax", "Pad",
+        "Softmax", "Pad", "Abs", "LogSoftmax", "ReduceMax",
     }
     assert required <= set(RULES), required - set(RULES)
 
@@ -625,3 +625,57 @@ def test_cli_augment_with_reshape(small_vit_export, tmp_path, capsys):
     metadata = ModelMetadata.from_json({p.key: p.value for p in onnx.load(str(out)).metadata_props}[METADATA_KEY])
     assert metadata.layer(layer).shape == (16, 4, 4)
     assert str(out) in capsys.readouterr().out
+
+
+def test_abs_strided_slice_reduce_max_log_softmax_pad():
+    # Constant Pad, Abs, a Slice with steps 2 and 3 (start offset, end past the axis), ReduceMax
+    # over one axis without keepdims, LogSoftmax logits: each rule against torch autograd.
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((12, 5)).astype(np.float32)
+    nodes = [
+        helper.make_node("Pad", ["image", "pads", "half"], ["padded"]),
+        helper.make_node("Abs", ["padded"], ["magnitude"]),
+        helper.make_node("Slice", ["magnitude", "starts", "ends", "axes", "steps"], ["strided"]),
+        helper.make_node("ReduceMax", ["strided", "last"], ["peak"], keepdims=0),
+        helper.make_node("Flatten", ["peak"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["h"]),
+        helper.make_node("LogSoftmax", ["h"], ["scores"], axis=1),
+    ]
+    model = classifier(nodes, {"w": w, "half": np.float32(0.5)}, (4, 6, 6), logits_shape=["N", 5])
+    for name, value in {"pads": [0, 0, 1, 2, 0, 0, 0, 1], "starts": [1, 0], "ends": [7, 100],
+                        "axes": [2, 3], "steps": [2, 3], "last": [3]}.items():
+        model.graph.initializer.append(numpy_helper.from_array(np.asarray(value, np.int64), name))
+    cam_ready = augment_classifier(model, "image")
+    x = rng.standard_normal((7, 4, 6, 6)).astype(np.float32)
+    classes = np.arange(7) % 5
+    (grad,) = run(cam_ready, x, classes, [gradients_name("image")])
+    xt = torch.tensor(x, requires_grad=True)
+    strided = F.pad(xt, (2, 1, 1, 0), value=0.5).abs()[:, :, 1:7:2, 0::3]
+    logits = torch.log_softmax(strided.amax(3).flatten(1) @ torch.tensor(w), dim=1)
+    (expected,) = torch.autograd.grad(logits, xt, F.one_hot(torch.tensor(classes), 5).float())
+    assert_matches(grad, expected.numpy())
+
+
+def test_reduce_max_splits_ties_evenly():
+    # Rows 1 and 3 hold the same values, above every other row: each maximum is tied between them,
+    # and torch's amax backward gives each half of the gradient (a first-wins rule would not).
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((4 * 5, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("ReduceMax", ["image", "rows"], ["peak"], keepdims=1),
+        helper.make_node("Flatten", ["peak"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["scores"]),
+    ]
+    model = classifier(nodes, {"w": w}, (4, 6, 5), logits_shape=["N", 3])
+    model.graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), "rows"))
+    cam_ready = augment_classifier(model, "image")
+    x = rng.standard_normal((3, 4, 6, 5)).astype(np.float32)
+    x[:, :, 1] = x[:, :, 3] = x.max(2) + 1.0
+    classes = np.array([0, 2, 1])
+    (grad,) = run(cam_ready, x, classes, [gradients_name("image")])
+    xt = torch.tensor(x, requires_grad=True)
+    logits = xt.amax(2, keepdim=True).flatten(1) @ torch.tensor(w)
+    (expected,) = torch.autograd.grad(logits, xt, F.one_hot(torch.tensor(classes), 3).float())
+    np.testing.assert_allclose(grad, expected.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(grad[:, :, 1], grad[:, :, 3])
+    assert np.count_nonzero(np.delete(grad, [1, 3], axis=2)) == 0
