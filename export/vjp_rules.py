@@ -483,6 +483,53 @@ def _div(b: GraphBuilder, node, grads, needs):
     ]
 
 
+@rule("Pow")
+def _pow(b: GraphBuilder, node, grads, needs):
+    # d(x^p)/dx = p x^(p-1); a computed exponent would need log(x), undefined for x <= 0.
+    x, exponent_name = node.input
+    if needs[1]:
+        raise b.unsupported("gradients w.r.t. a computed exponent are not written")
+    exponent = b.constant(exponent_name, "exponent").astype(np.float32)
+    slope = b.op("Mul", b.const(exponent), b.op("Pow", x, b.const(exponent - 1.0)))
+    return [b.unbroadcast(b.op("Mul", grads[0], slope), x, node.output[0]), None]
+
+
+@rule("Expand")
+def _expand(b: GraphBuilder, node, grads, needs):
+    return [b.unbroadcast(grads[0], node.input[0], node.output[0]), None]
+
+
+# -- elementwise functions of one input: dy/dx from x or y ------------------------------------------
+
+
+@rule("Neg")
+def _neg(b: GraphBuilder, node, grads, needs):
+    return [b.op("Neg", grads[0])]
+
+
+@rule("Exp")
+def _exp(b: GraphBuilder, node, grads, needs):
+    return [b.op("Mul", grads[0], node.output[0])]
+
+
+@rule("Log")
+def _log(b: GraphBuilder, node, grads, needs):
+    return [b.op("Div", grads[0], node.input[0])]
+
+
+@rule("Sqrt")
+def _sqrt(b: GraphBuilder, node, grads, needs):
+    # d sqrt(x)/dx = 1 / (2 sqrt(x)) = 0.5 / y
+    return [b.op("Div", b.op("Mul", grads[0], b.const(0.5)), node.output[0])]
+
+
+@rule("Reciprocal")
+def _reciprocal(b: GraphBuilder, node, grads, needs):
+    # d(1/x)/dx = -1/x^2 = -y^2
+    y = node.output[0]
+    return [b.op("Neg", b.op("Mul", grads[0], b.op("Mul", y, y)))]
+
+
 # -- activations ------------------------------------------------------------------------------------
 
 

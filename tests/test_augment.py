@@ -503,7 +503,8 @@ def test_every_required_op_has_a_rule():
         "HardSwish", "HardSigmoid", "Sigmoid", "Tanh", "Erf", "Gelu", "BatchNormalization",
         "GlobalAveragePool", "AveragePool", "MaxPool", "ReduceMean", "Flatten", "Reshape",
         "Transpose", "Concat", "Split", "Slice", "Squeeze", "Unsqueeze", "Dropout", "Identity",
-        "Softmax", "Pad", "Abs", "LogSoftmax", "ReduceMax",
+        "Softmax", "Pad", "Abs", "LogSoftmax", "ReduceMax", "Neg", "Exp", "Log", "Sqrt",
+        "Reciprocal", "Pow", "Expand",
     }
     assert required <= set(RULES), required - set(RULES)
 
@@ -679,3 +680,45 @@ def test_reduce_max_splits_ties_evenly():
     np.testing.assert_allclose(grad, expected.numpy(), rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(grad[:, :, 1], grad[:, :, 3])
     assert np.count_nonzero(np.delete(grad, [1, 3], axis=2)) == 0
+
+
+def test_decomposed_normalization_and_elementwise_functions():
+    # A LayerNorm over channels written out op by op (ReduceMean, Sub, Pow, Sqrt, Reciprocal), then
+    # softplus as Log(1 + Exp(Neg(.))) and an Expand of per-channel means back over the map.
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((4 * 5 * 5, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("ReduceMean", ["image", "channels"], ["mean"], keepdims=1),
+        helper.make_node("Sub", ["image", "mean"], ["centered"]),
+        helper.make_node("Pow", ["centered", "two"], ["squared"]),
+        helper.make_node("ReduceMean", ["squared", "channels"], ["variance"], keepdims=1),
+        helper.make_node("Add", ["variance", "epsilon"], ["shifted"]),
+        helper.make_node("Sqrt", ["shifted"], ["root"]),
+        helper.make_node("Reciprocal", ["root"], ["inverse"]),
+        helper.make_node("Mul", ["centered", "inverse"], ["normalized"]),
+        helper.make_node("Neg", ["normalized"], ["negated"]),
+        helper.make_node("Exp", ["negated"], ["exponential"]),
+        helper.make_node("Add", ["exponential", "one"], ["one_plus"]),
+        helper.make_node("Log", ["one_plus"], ["softplus"]),
+        helper.make_node("ReduceMean", ["softplus", "spatial"], ["pooled"], keepdims=1),
+        helper.make_node("Expand", ["pooled", "map"], ["spread"]),
+        helper.make_node("Mul", ["spread", "softplus"], ["gated"]),
+        helper.make_node("Flatten", ["gated"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["scores"]),
+    ]
+    inits = {"w": w, "two": np.float32(2.0), "epsilon": np.float32(1e-3), "one": np.float32(1.0)}
+    model = classifier(nodes, inits, (4, 5, 5), logits_shape=["N", 3])
+    for name, value in {"channels": [1], "spatial": [2, 3], "map": [1, 1, 5, 5]}.items():
+        model.graph.initializer.append(numpy_helper.from_array(np.asarray(value, np.int64), name))
+    cam_ready = augment_classifier(model, "image")
+    x = rng.standard_normal((7, 4, 5, 5)).astype(np.float32)
+    classes = np.arange(7) % 3
+    (grad,) = run(cam_ready, x, classes, [gradients_name("image")])
+    xt = torch.tensor(x, requires_grad=True)
+    centered = xt - xt.mean(1, keepdim=True)
+    normalized = centered * (centered.pow(2).mean(1, keepdim=True) + 1e-3).sqrt().reciprocal()
+    softplus = torch.log(torch.exp(-normalized) + 1.0)
+    gated = softplus.mean((2, 3), keepdim=True).expand(-1, -1, 5, 5) * softplus
+    logits = gated.flatten(1) @ torch.tensor(w)
+    (expected,) = torch.autograd.grad(logits, xt, F.one_hot(torch.tensor(classes), 3).float())
+    assert_matches(grad, expected.numpy())
