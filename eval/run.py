@@ -1,11 +1,12 @@
 """A resumable localization evaluation of one CAM-ready model on one image set (``onnxcam eval``).
 
 For every image the model is run once for its prediction and the classes' channel weights, then,
-for every method of the runtime (:data:`onnxcam.runtime.methods.METHODS`) and every weighting,
-:meth:`onnxcam.runtime.CamSession.explain` maps the ground-truth class (for ImageNet photos: the
-best-scoring of the classes that name the object). Per image and variant the run keeps:
+for every method of the runtime (:data:`onnxcam.runtime.methods.METHODS`),
+:meth:`onnxcam.runtime.CamSession.explain_weightings` maps the ground-truth class (for ImageNet
+photos: the best-scoring of the classes that name the object) under every weighting from one set
+of model passes. Per image and variant the run keeps:
 
-- the WSOL protocol's box curves (:func:`onnxcam.eval.scoring.box_iou_curves` on the raw
+- the WSOL protocol's box curves (:func:`onnxcam.eval.scoring.image_iou_curves` on the raw
   layer-resolution map: bicubic to 224 x 224, min-max, the contour rule, boxes scaled to 224),
   packed as one ``uint8`` per threshold: bits 0-1 count the IoU thresholds 0.3/0.5/0.7 that the best
   of all contour boxes reaches (they are nested), bit 2 says the largest contour's box reaches 0.5;
@@ -17,8 +18,9 @@ best-scoring of the classes that name the object). Per image and variant the run
 Work is cut into chunks of images; each (method, chunk) result is written atomically as one
 ``.npz`` file under ``runs/<dataset>/<model>/``, so an interrupted run resumes where it stopped.
 Scoring (contours at every threshold) runs in worker processes while ONNX Runtime computes the next
-chunk. A method whose measured cost would exceed ``method_budget_s`` is run on a prefix of the
-images only (recorded in ``run.json``, reported with its ``n``).
+chunk; a map that another weighting gave for the same image is scored once. A method whose
+measured cost would exceed ``method_budget_s`` is run on a prefix of the images only (recorded in
+``run.json``, reported with its ``n``).
 """
 
 from __future__ import annotations
@@ -38,10 +40,9 @@ import numpy as np
 from onnxcam.atomic_write import write_atomically, write_text_atomically
 from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS, TOP1_CLASS
 from onnxcam.eval.boxes import box_from_heatmap, box_iou
-from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata
 from onnxcam.eval.localization import CAM_THRESHOLD, GRAD_CAM_THRESHOLD
-from onnxcam.eval.scoring import box_iou_curves
-from onnxcam.eval.wsol import V2_IOU_THRESHOLDS, WSOL_SIZE, pixel_histograms, wsol_scoremap
+from onnxcam.eval.scoring import image_iou_curves
+from onnxcam.eval.wsol import V2_IOU_THRESHOLDS, WSOL_SIZE, pixel_histograms, scoremap_thresholds, wsol_scoremap
 
 SYNTHETIC_TEST_SEED = 20_260_000
 """Seed of the synthetic held-out split: ``train-synthetic`` tests on it and never trains on it."""
@@ -167,31 +168,65 @@ class ChunkTruth:
     sizes: list[tuple[int, int]]
     masks: list[np.ndarray] | None
 
+    def rows(self, images: Sequence[int]) -> ChunkTruth:
+        """The truth of ``images`` (indices into the chunk, repeats allowed), in that order."""
+        return ChunkTruth(
+            gt_boxes=[self.gt_boxes[i] for i in images],
+            sizes=[self.sizes[i] for i in images],
+            masks=None if self.masks is None else [self.masks[i] for i in images],
+        )
+
 
 def score_variant(raw: np.ndarray, maps: Sequence[np.ndarray], truth: ChunkTruth, step: float) -> dict[str, np.ndarray]:
-    """Score one method x weighting on one chunk: raw maps ``(n, h, w)``, maps at image size."""
-    ids = [str(i) for i in range(len(raw))]
-    metadata = WSOLMetadata(
-        image_ids=ids,
-        image_sizes=dict(zip(ids, truth.sizes)),
-        boxes=dict(zip(ids, truth.gt_boxes)),
-    )
-    thresholds, largest, every = box_iou_curves(dict(zip(ids, raw)), metadata, "wsol", step)
+    """Score maps, one per image of ``truth``: raw maps ``(n, h, w)``, maps at image size.
+
+    Every array returned has one row per map, computed from that map and its image's truth alone.
+    """
+    thresholds = scoremap_thresholds(step)
+    largest, every, true_hists, false_hists = [], [], [], []
+    for i, raw_map in enumerate(raw):
+        scoremap = wsol_scoremap(raw_map)
+        curves = image_iou_curves(scoremap, truth.gt_boxes[i], truth.sizes[i], "wsol", thresholds)
+        largest.append(curves.largest)
+        every.append(curves.every)
+        if truth.masks is not None:
+            mask = truth.masks[i].astype(np.uint8)
+            mask224 = cv2.resize(mask, (WSOL_SIZE, WSOL_SIZE), interpolation=cv2.INTER_NEAREST) > 0
+            t, f = pixel_histograms(scoremap, mask224, thresholds)
+            true_hists.append(t)
+            false_hists.append(f)
     scored: dict[str, np.ndarray] = {"levels": pack_levels(largest, every), "raw": raw.astype(np.float32)}
     for tau in FIXED_THRESHOLDS:
         boxes = np.stack([box_from_heatmap(m, tau) for m in maps])
         scored[f"box_{tau:.2f}"] = boxes
         scored[f"iou_{tau:.2f}"] = np.array([box_iou(b, g).max() for b, g in zip(boxes, truth.gt_boxes)])
     if truth.masks is not None:
-        true_hists, false_hists = [], []
-        for raw_map, mask in zip(raw, truth.masks):
-            mask224 = cv2.resize(mask.astype(np.uint8), (WSOL_SIZE, WSOL_SIZE), interpolation=cv2.INTER_NEAREST) > 0
-            t, f = pixel_histograms(wsol_scoremap(raw_map), mask224, thresholds)
-            true_hists.append(t)
-            false_hists.append(f)
         scored["px_true"] = np.array(true_hists, dtype=np.int32)
         scored["px_false"] = np.array(false_hists, dtype=np.int32)
     return scored
+
+
+def distinct_maps(variants: dict[str, tuple[np.ndarray, Sequence[np.ndarray]]]) -> tuple[list[tuple[str, int]], dict[str, np.ndarray]]:
+    """The maps of a chunk worth scoring: each image's maps that differ from one another.
+
+    ``variants``: per weighting, raw maps ``(n, h, w)`` and the maps at image size. Returns the
+    ``(weighting, image)`` of each distinct map, and per weighting the ``(n,)`` positions in that
+    list of its images' maps (equal raw maps and equal maps of the same image share a position:
+    Grad-CAM++'s ``relu`` and ``abs`` maps, say, whenever the signed map is nowhere negative).
+    """
+    first: dict[tuple[int, bytes, bytes], int] = {}
+    distinct: list[tuple[str, int]] = []
+    positions = {}
+    for weighting, (raw, maps) in variants.items():
+        picks = []
+        for image in range(len(raw)):
+            key = (image, raw[image].tobytes(), np.asarray(maps[image]).tobytes())
+            if key not in first:
+                first[key] = len(distinct)
+                distinct.append((weighting, image))
+            picks.append(first[key])
+        positions[weighting] = np.array(picks, dtype=np.int64)
+    return distinct, positions
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
@@ -207,11 +242,18 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 def score_chunk(
     path: Path, start: int, variants: dict[str, tuple[np.ndarray, list[np.ndarray]]], truth: ChunkTruth, step: float
 ) -> Path:
-    """Score every weighting of one (method, chunk) and write ``path``; runs in a worker process."""
+    """Score every weighting of one (method, chunk) and write ``path``; runs in a worker process.
+
+    Maps that another weighting already gave for the same image are scored once (:func:`distinct_maps`).
+    """
+    distinct, positions = distinct_maps(variants)
+    raw = np.stack([variants[weighting][0][image] for weighting, image in distinct])
+    maps = [variants[weighting][1][image] for weighting, image in distinct]
+    scored = score_variant(raw, maps, truth.rows([image for _, image in distinct]), step)
     arrays: dict[str, np.ndarray] = {"start": np.array(start)}
-    for weighting, (raw, maps) in variants.items():
-        for key, value in score_variant(raw, maps, truth, step).items():
-            arrays[f"{weighting}__{key}"] = value
+    for weighting, picks in positions.items():
+        for key, value in scored.items():
+            arrays[f"{weighting}__{key}"] = value[picks]
     return save_npz(path, arrays)
 
 
@@ -384,15 +426,13 @@ class EvaluationRun:
         return [w for w in self.config.weightings if w in METHODS[method].weightings]
 
     def _explain(self, method: str, start: int, labels: np.ndarray) -> dict[str, tuple[np.ndarray, list[np.ndarray]]]:
+        """Every weighting of ``method`` on one chunk, from one set of model passes."""
         images = self._images(start)
-        variants = {}
-        for weighting in self.weightings_of(method):
-            result = self.session.explain(
-                images, method=method, weighting=weighting,
-                class_index=labels[start : start + len(images)], layer=self.layer,
-            )
-            variants[weighting] = (result.raw_maps, list(result.maps))
-        return variants
+        results = self.session.explain_weightings(
+            images, method, self.weightings_of(method),
+            class_index=labels[start : start + len(images)], layer=self.layer,
+        )
+        return {weighting: (result.raw_maps, list(result.maps)) for weighting, result in results.items()}
 
     def _method_pass(self, method: str, labels: np.ndarray, executor: ProcessPoolExecutor | None) -> None:
         from tqdm import tqdm

@@ -26,6 +26,7 @@ from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata, read_wsol_mask
 from onnxcam.eval.wsol import (
     WSOL_SIZE,
     BoxAccuracy,
+    IouCurves,
     iou_curves,
     max_box_acc,
     max_box_acc_v2,
@@ -76,6 +77,22 @@ def prepared_scoremap(image_id: str, raw: np.ndarray, metadata: WSOLMetadata, pr
     return _native_map(image_id, raw, metadata.image_sizes.get(image_id))
 
 
+def image_iou_curves(
+    scoremap: np.ndarray, gt_boxes: np.ndarray, image_size: tuple[int, int] | None, protocol: Protocol, thresholds: np.ndarray
+) -> IouCurves:
+    """One image's best IoU per threshold, largest box and every box (two ``(T,)`` arrays).
+
+    ``scoremap``: as :func:`prepared_scoremap` returns it; ``gt_boxes``: ``(M, 4)`` inclusive boxes
+    in the image's frame, scaled to 224 x 224 by truncation under ``"wsol"``, which needs the
+    image's ``(width, height)``.
+    """
+    if protocol == "wsol":
+        if image_size is None:
+            raise ValueError("protocol 'wsol' scales boxes to 224x224 and needs the image size")
+        gt_boxes = scale_boxes(gt_boxes, image_size, (WSOL_SIZE, WSOL_SIZE))
+    return iou_curves(scoremap, gt_boxes, thresholds, rule=protocol)
+
+
 def box_iou_curves(
     maps: Mapping[str, np.ndarray], metadata: WSOLMetadata, protocol: Protocol = "wsol", step: float = 0.001
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,13 +108,12 @@ def box_iou_curves(
     for image_id in metadata.image_ids:
         if image_id not in metadata.boxes:
             raise ValueError(f"image {image_id!r} has no ground-truth box in the metadata")
-        boxes = metadata.boxes[image_id]
-        if protocol == "wsol":
-            if image_id not in metadata.image_sizes:
-                raise ValueError(f"protocol 'wsol' scales boxes to 224x224 and needs the size of {image_id!r}")
-            boxes = scale_boxes(boxes, metadata.image_sizes[image_id], (WSOL_SIZE, WSOL_SIZE))
+        if protocol == "wsol" and image_id not in metadata.image_sizes:
+            raise ValueError(f"protocol 'wsol' scales boxes to 224x224 and needs the size of {image_id!r}")
         scoremap = prepared_scoremap(image_id, maps[image_id], metadata, protocol)
-        curves = iou_curves(scoremap, boxes, thresholds, rule=protocol)
+        curves = image_iou_curves(
+            scoremap, metadata.boxes[image_id], metadata.image_sizes.get(image_id), protocol, thresholds
+        )
         largest.append(curves.largest)
         every.append(curves.every)
     return thresholds, np.array(largest), np.array(every)

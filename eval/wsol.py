@@ -87,16 +87,68 @@ def check_scoremap(scoremap: np.ndarray) -> np.ndarray:
     return cam
 
 
-def _contour_boxes(foreground: np.ndarray) -> tuple[np.ndarray, int]:
-    """WSOL boxes of every contour of a uint8 mask and the index of the largest contour."""
-    contours, _ = cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+Crop = tuple[int, int, int, int]
+"""A window ``(x0, y0, x1, y1)`` of a map, exclusive ends: rows ``y0:y1``, columns ``x0:x1``."""
+
+
+def foreground_contours(quantised: np.ndarray, cut: int, crop: Crop | None = None) -> tuple[np.ndarray, ...]:
+    """The WSOL contours of the foreground ``quantised > cut``, in OpenCV's order.
+
+    ``quantised``: uint8 ``(H, W)``. ``cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)`` runs on the
+    ``crop`` window only (default: the whole map); the points come back in the whole map's frame.
+    A window holding every foreground pixel with one pixel of margin (or reaching the map's border)
+    gives exactly the contours, order and points of the whole map (OpenCV scans rows, then columns,
+    and follows each border through its 8 neighbours, none of which lies outside that window).
+    """
+    x0, y0, x1, y1 = crop or (0, 0, quantised.shape[1], quantised.shape[0])
+    # cv2.threshold with THRESH_BINARY keeps u8 > cut, strictly, as the WSOL code does.
+    _, foreground = cv2.threshold(quantised[y0:y1, x0:x1], cut, 255, cv2.THRESH_BINARY)
+    contours, _ = cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
+    return contours
+
+
+def margin_crop(rects: Sequence[tuple[int, int, int, int]], shape: tuple[int, int]) -> Crop | None:
+    """The window around ``cv2.boundingRect`` rectangles ``(x, y, w, h)``, one pixel wider on each
+    side, clipped to a map of ``shape`` ``(H, W)``; ``None`` when there is no rectangle."""
+    if not rects:
+        return None
+    x0, y0, x1, y1 = shape[1], shape[0], 0, 0
+    for x, y, w, h in rects:  # plain comparisons: a handful of rects, called at every threshold
+        if x < x0:
+            x0 = x
+        if y < y0:
+            y0 = y
+        if x + w > x1:
+            x1 = x + w
+        if y + h > y1:
+            y1 = y + h
+    return max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, shape[1]), min(y1 + 1, shape[0])
+
+
+def nested_foreground_contours(quantised: np.ndarray, cuts: Sequence[int]) -> list[tuple[tuple[np.ndarray, ...], list]]:
+    """Per cut of an ascending ``cuts``, the contours of ``quantised > cut`` and their bounding rects.
+
+    The foregrounds are nested (each lies inside the one before), so each cut's contours are found
+    in the window around the previous cut's (:func:`margin_crop`), with the same result as
+    :func:`foreground_contours` on the whole map; an empty foreground ends the search.
+    """
+    found = []
+    crop: Crop | None = (0, 0, quantised.shape[1], quantised.shape[0])
+    for cut in cuts:
+        contours = foreground_contours(quantised, cut, crop) if crop is not None else ()
+        rects = [cv2.boundingRect(contour) for contour in contours]
+        found.append((contours, rects))
+        crop = margin_crop(rects, quantised.shape)
+    return found
+
+
+def _contour_boxes(contours: Sequence[np.ndarray], rects: Sequence[tuple[int, int, int, int]], shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """WSOL boxes of contours (with their bounding rects) on a map of ``shape`` ``(H, W)``, and
+    the index of the largest contour."""
     if len(contours) == 0:
         return np.zeros((1, 4), dtype=np.int64), 0
-    height, width = foreground.shape
-    boxes = []
-    for contour in contours:
-        x, y, w, h = cv2.boundingRect(contour)
-        boxes.append((x, y, min(x + w, width - 1), min(y + h, height - 1)))
+    height, width = shape
+    boxes = [(x, y, min(x + w, width - 1), min(y + h, height - 1)) for x, y, w, h in rects]
     largest = 0
     if len(contours) > 1:
         areas = [cv2.contourArea(contour) for contour in contours]
@@ -117,11 +169,9 @@ def _boxes_per_threshold(scoremap: np.ndarray, thresholds: np.ndarray, rule: Rul
         raise ValueError(f"unknown box rule {rule!r}; expected 'wsol' or 'native'")
     quantised = (cam * 255).astype(np.uint8)
     cuts = np.trunc(thresholds * int(quantised.max())).astype(np.int64)
-    cache: dict[int, tuple[np.ndarray, int]] = {}
-    for cut in np.unique(cuts).tolist():
-        # cv2.threshold with THRESH_BINARY keeps u8 > cut, strictly, as the WSOL code does.
-        _, foreground = cv2.threshold(quantised, cut, 255, cv2.THRESH_BINARY)
-        cache[cut] = _contour_boxes(foreground)
+    unique_cuts = np.unique(cuts).tolist()
+    found = nested_foreground_contours(quantised, unique_cuts)
+    cache = {cut: _contour_boxes(contours, rects, cam.shape) for cut, (contours, rects) in zip(unique_cuts, found)}
     return [cache[cut] for cut in cuts.tolist()]
 
 

@@ -85,6 +85,50 @@ def test_levels_pack_the_three_v2_ious_and_the_largest_box():
         unpack_hits(codes, "MaxBoxAccV3")
 
 
+# ---- scoring a chunk ---------------------------------------------------------------------------
+
+
+def chunk_variants(n: int, seed: int = 0):
+    """Three weightings' raw (n, 12, 12) maps and 96 x 96 maps; ``abs`` repeats ``relu`` on even
+    images, ``abs-weights`` on every image, as when a signed map is nowhere negative."""
+    from onnxcam.runtime.normalization import minmax_normalize
+    from onnxcam.runtime.resize import resize_maps
+
+    rng = np.random.default_rng(seed)
+    relu = rng.random((n, 12, 12)).astype(np.float32)
+    absolute = np.where((np.arange(n) % 2 == 0)[:, None, None], relu, rng.random((n, 12, 12))).astype(np.float32)
+    raws = {"relu": relu, "abs": absolute, "abs-weights": relu.copy()}
+    return {w: (raw, list(minmax_normalize(resize_maps(raw, (96, 96))))) for w, raw in raws.items()}
+
+
+def test_distinct_maps_are_scored_once_with_the_numbers_of_separate_scoring(tmp_path):
+    from onnxcam.eval.run import ChunkTruth, distinct_maps, score_chunk, score_variant, synthetic_eval_set
+
+    data = synthetic_eval_set(6, image_size=96, num_classes=12)
+    truth = ChunkTruth(list(data.boxes), [(96, 96)] * 6, [np.asarray(m) for m in data.masks])
+    variants = chunk_variants(6)
+    distinct, positions = distinct_maps(variants)
+    assert distinct == [("relu", i) for i in range(6)] + [("abs", 1), ("abs", 3), ("abs", 5)]
+    assert positions["abs"].tolist() == [0, 6, 2, 7, 4, 8] and positions["abs-weights"].tolist() == list(range(6))
+
+    with np.load(score_chunk(tmp_path / "chunk.npz", 0, variants, truth, 0.05)) as chunk:
+        for weighting, (raw, maps) in variants.items():
+            alone = score_variant(raw, maps, truth, 0.05)
+            for key, value in alone.items():
+                stored = chunk[f"{weighting}__{key}"]
+                assert stored.dtype == value.dtype
+                np.testing.assert_array_equal(stored, value)
+
+
+def test_truth_rows_follow_the_indices_given():
+    from onnxcam.eval.run import ChunkTruth
+
+    truth = ChunkTruth([np.array([[i, i, i + 1, i + 1]]) for i in range(3)], [(10, 10), (20, 20), (30, 30)], None)
+    rows = truth.rows([2, 0, 2])
+    assert [b[0, 0] for b in rows.gt_boxes] == [2, 0, 2] and rows.sizes == [(30, 30), (10, 10), (30, 30)]
+    assert rows.masks is None
+
+
 # ---- a run end to end ---------------------------------------------------------------------------
 
 
