@@ -69,7 +69,7 @@ class TokenGrid:
             height, width = self.grid
         else:
             height = width = math.isqrt(max(patches, 0))
-        if patches <= 0 or height * width != patches:
+        if self.prefix_tokens < 0 or patches <= 0 or height * width != patches:
             raise ValueError(
                 f"layer {layer!r} has {tokens} tokens: not {self.prefix_tokens} prefix token(s) + "
                 f"a {'x'.join(map(str, self.grid)) if self.grid else 'square'} grid"
