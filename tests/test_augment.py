@@ -46,7 +46,7 @@ from torch_reference import (
     exact_session,
     float64_copy,
     mean_relative_error,
-    one_ulp_nudges,
+    nudged_inputs,
     summary_line,
     sweep_size,
 )
@@ -128,7 +128,7 @@ def check_against_torch(model, onnx_path: str, modules: list[str], shape, tmp_pa
         classes = classes_for(batch, num_classes, batch)
         onnx_logits, *outputs = session.run([LOGITS, *names], {INPUT: x.numpy(), CLASS_INDEX: classes})
         explained = np.where(classes < 0, onnx_logits.argmax(1), classes)
-        nudges = one_ulp_nudges(x.numpy())
+        nudges = nudged_inputs(x.numpy())
         nudged_feeds = {INPUT: nudges.reshape(-1, *shape), CLASS_INDEX: np.tile(explained, len(nudges))}
         nudged_outputs = session.run(names, nudged_feeds)
         for i, module in enumerate(modules):

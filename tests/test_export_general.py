@@ -58,7 +58,7 @@ from torch_reference import (  # noqa: E402
     exact_session,
     float64_copy,
     mean_relative_error,
-    one_ulp_nudges,
+    nudged_inputs,
     summary_line,
     sweep_size,
 )
@@ -89,7 +89,7 @@ def assert_matches_autograd(
         feeds = {INPUT: batch.numpy(), CLASS_INDEX: np.full(batch_size, TOP1_CLASS, dtype=np.int64)}
         logits, *outputs = session.run([LOGITS, *names], feeds)
         classes = logits.argmax(1)
-        nudges = one_ulp_nudges(batch.numpy())
+        nudges = nudged_inputs(batch.numpy())
         nudged_feeds = {
             INPUT: nudges.reshape(-1, *nudges.shape[2:]), CLASS_INDEX: np.tile(classes, len(nudges))
         }
