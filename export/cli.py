@@ -6,6 +6,12 @@ from __future__ import annotations
 import argparse
 
 
+INPUT_GRADIENTS_HELP = (
+    "add dy/dinput for backward rules plain, guided, deconvnet (comma-separated): needed by saliency, "
+    "guided-backprop, deconvnet, guided-gradcam; the file then computes them on every call"
+)
+
+
 def _layer_list(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
@@ -81,7 +87,8 @@ def run_train_synthetic(args: argparse.Namespace) -> int:
 def run_export_synthetic(args: argparse.Namespace) -> int:
     from onnxcam.export.synthetic_models import export_synthetic_model
 
-    print(f"wrote {export_synthetic_model(args.checkpoint, args.out)}")
+    input_gradients = _layer_list(args.input_gradients) or ()
+    print(f"wrote {export_synthetic_model(args.checkpoint, args.out, input_gradients)}")
     return 0
 
 
@@ -142,8 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--input-gradients",
         action="append",
-        help="add dy/dinput for backward rules plain, guided, deconvnet (comma-separated): "
-        "needed by saliency, guided-backprop, deconvnet, guided-gradcam",
+        help=INPUT_GRADIENTS_HELP,
     )
     export.set_defaults(func=run_export)
 
@@ -197,6 +203,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export_synthetic.add_argument("checkpoint", help="the .pt checkpoint")
     export_synthetic.add_argument("--out", required=True, help="the .onnx file to write")
+    export_synthetic.add_argument(
+        "--input-gradients",
+        action="append",
+        help=INPUT_GRADIENTS_HELP,
+    )
     export_synthetic.set_defaults(func=run_export_synthetic)
 
     quantize = subparsers.add_parser(

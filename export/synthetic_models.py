@@ -16,7 +16,7 @@ a plain dict, loadable with ``torch.load(weights_only=True)``: ``arch``, ``state
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -181,8 +181,14 @@ def load_synthetic_checkpoint(path: str | os.PathLike) -> LoadedSyntheticModel:
     )
 
 
-def export_synthetic_model(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Export a synthetic-model checkpoint CAM-ready at its target layer; returns ``out``."""
+def export_synthetic_model(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, input_gradients: Sequence[str] = ()
+) -> Path:
+    """Export a synthetic-model checkpoint CAM-ready at its target layer; returns ``out``.
+
+    ``input_gradients``: backward rules (``plain``, ``guided``, ``deconvnet``) whose input gradients
+    the file also computes, on every call (see ``export_cam_model``).
+    """
     from onnxcam.export.cam_export import export_cam_model
 
     loaded = load_synthetic_checkpoint(checkpoint)
@@ -194,4 +200,5 @@ def export_synthetic_model(checkpoint: str | os.PathLike, out: str | os.PathLike
         preprocessing=loaded.preprocessing,
         class_labels=loaded.class_names,
         arch=loaded.arch.name,
+        input_gradients=input_gradients,
     )

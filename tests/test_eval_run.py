@@ -200,6 +200,27 @@ def test_eval_run_end_to_end_resumes_and_matches_onnxcam_score(synthetic_model, 
         assert ours[name] == pytest.approx(scores[name])
 
 
+def test_input_gradient_methods_run_on_the_companion_model(synthetic_model, tmp_path):
+    from onnxcam.eval.report import load_run
+    from onnxcam.eval.run import EvaluationRun, synthetic_eval_set
+    from onnxcam.export.synthetic_models import export_synthetic_model
+
+    companion = export_synthetic_model(
+        synthetic_model.with_name("model.pt"), tmp_path / "with_gradients.onnx", ["plain", "guided"]
+    )
+    data = synthetic_eval_set(4, image_size=96, num_classes=12)
+    options = dict(step=0.1, chunk_size=4, workers=0, progress=False)
+    methods = ["gradcam", "saliency", "guided-gradcam"]
+    run = EvaluationRun(synthetic_model, data, tmp_path / "with", methods=methods, input_gradients_model=companion, **options)
+    assert run.session_for("gradcam") is run.session and run.session_for("saliency") is run.input_gradients_session
+    results = load_run(run.run())
+    assert {method for method, _ in results.variants} == set(methods)
+
+    alone = EvaluationRun(synthetic_model, data, tmp_path / "without", methods=methods, **options)
+    state = json.loads((alone.run() / "run.json").read_text())
+    assert state["methods"]["saliency"]["skipped"] and "input_gradients" in state["methods"]["saliency"]["reason"]
+
+
 def test_a_method_over_budget_runs_on_a_prefix(synthetic_model, tmp_path):
     from onnxcam.eval.run import EvaluationRun, synthetic_eval_set
 
