@@ -112,6 +112,25 @@ def assert_matches_autograd(
             assert cosine(default_outputs[2 * i + 1], truth) >= 0.999, where
 
 
+def test_kink_rule_excuses_flips_but_not_wrong_rules() -> None:
+    """The acceptance rule on made-up gradients: one unit flipped at the input only (a kink) is
+    excused; a 1% error on every sample, the same at the nudged inputs (a wrong rule), is not."""
+    truth = np.random.default_rng(0).standard_normal((3, 64, 7, 7))
+    flipped = truth.copy()
+    flipped[1, 2, 1, 1] += 1.5
+    nudged = np.stack([truth, truth, flipped])
+    scores = assert_gradients_match(flipped, nudged, truth, truth, "kink")
+    assert [s.within_bounds for s in scores] == [True, False, True] and scores[1].excusable
+    wrong = truth * 1.01
+    with pytest.raises(AssertionError, match=r"samples \[0, 1, 2\] miss the bounds"):
+        assert_gradients_match(wrong, np.stack([wrong] * 3), truth, truth, "wrong rule")
+    # A kink that torch float32 shows excuses no more than twice torch's own miss.
+    far = truth.copy()
+    far[1] *= 1.05
+    with pytest.raises(AssertionError, match=r"samples \[1\]"):
+        assert_gradients_match(far, np.stack([far] * 3), truth, flipped, "beyond the spread")
+
+
 # -- every op of the issue's list, one stage each --------------------------------------------------
 
 
