@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -25,10 +26,8 @@ from benchmarks.models import BenchModel
 from benchmarks.plan import (
     CAPTUM,
     FLOOR,
-    LAST,
-    ONNXCAM,
     ONNXCAM_FUSED,
-    ONNXCAM_INT8,
+    ORT_IMPLEMENTATIONS,
     PEER_CLASSES,
     PYTORCH_GRAD_CAM,
     TORCHCAM,
@@ -56,17 +55,25 @@ def _providers(device: str) -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
 
 
-def _floor(model: BenchModel, row: Row, threads: int) -> Runner:
-    session = ort.InferenceSession(
-        str(model.forward_path), default_session_options(threads), providers=_providers(row.device)
-    )
+def session_options(threads: int, profile_prefix: Path | None = None) -> ort.SessionOptions:
+    """onnxcam's default session options (the floor's too), ONNX Runtime's profiler on when
+    ``profile_prefix`` is given (``benchmarks.profile``)."""
+    options = default_session_options(threads)
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
+    return options
+
+
+def _floor(path: Path, row: Row, options: ort.SessionOptions) -> Runner:
+    session = ort.InferenceSession(str(path), options, providers=_providers(row.device))
     return lambda batch: session.run([LOGITS], {INPUT: batch})[0]
 
 
-def _onnxcam(path, row: Row, layer: str, threads: int) -> Runner:
+def _onnxcam(path: Path, row: Row, layer: str, options: ort.SessionOptions) -> Runner:
     if row.method not in METHODS:
         raise RowUnavailable(f"method {row.method!r} is not in onnxcam.runtime.methods.METHODS yet")
-    session = CamSession(path, providers=row.device, threads=threads)
+    session = CamSession(path, providers=row.device, session_options=options)
     if METHODS[row.method].needs_cam_weights and not session.metadata.layer(layer).has_cam_weights:
         raise RowUnavailable(f"{row.method!r} needs a global-average-pool + linear head after {layer!r}")
     return lambda batch: session.explain(batch, row.method, "relu", layer=layer).maps
@@ -121,27 +128,31 @@ def _captum(module: torch.nn.Module, row: Row, layer: str, size: int) -> Runner:
     return run
 
 
-def make_runner(row: Row, model: BenchModel, threads: int) -> Runner:
+def onnx_file(row: Row, model: BenchModel) -> Path | None:
+    """The ONNX file an ONNX Runtime row runs (exported on first use), None for a torch row;
+    RowUnavailable where this checkout cannot make it."""
+    if row.implementation not in ORT_IMPLEMENTATIONS:
+        return None
+    if row.implementation == ONNXCAM_FUSED and model.fused_path is None:
+        raise RowUnavailable("export_cam_model has no `fused` option yet (issue 4)")
+    return model.path_for(row.implementation, row.layer)
+
+
+def make_runner(row: Row, model: BenchModel, threads: int, profile_prefix: Path | None = None) -> Runner:
     """The runner of ``row``; RowUnavailable when this checkout or machine cannot run it.
 
     Torch peers get their own deep copy of the module, so that their weights count in the row's
-    peak memory as an ONNX Runtime session's do.
+    peak memory as an ONNX Runtime session's do. ``profile_prefix`` turns ONNX Runtime's profiler
+    on for the row's sessions (ignored by torch rows).
     """
     if row.device == "cuda" and (reason := cuda_unavailable_reason()):
         raise RowUnavailable(f"CUDA row: {reason}")
     layer = model.layers[row.layer]
+    path = onnx_file(row, model)
     if row.implementation == FLOOR:
-        return _floor(model, row, threads)
-    if row.implementation == ONNXCAM:
-        return _onnxcam(model.cam_path(row.layer), row, layer, threads)
-    if row.implementation == ONNXCAM_FUSED:
-        if model.fused_path is None:
-            raise RowUnavailable("export_cam_model has no `fused` option yet (issue 4)")
-        if row.layer != LAST:
-            raise RowUnavailable("the fused export is made at the last layer only")
-        return _onnxcam(model.fused_path, row, layer, threads)
-    if row.implementation == ONNXCAM_INT8:
-        raise RowUnavailable("onnxcam has no static-int8 quantize function yet (issue 6)")
+        return _floor(path, row, session_options(threads, profile_prefix))
+    if path is not None:
+        return _onnxcam(path, row, layer, session_options(threads, profile_prefix))
     module = copy.deepcopy(model.module).to(row.device).eval()
     if row.implementation == PYTORCH_GRAD_CAM:
         return _pytorch_grad_cam(module, row, layer)

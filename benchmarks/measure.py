@@ -1,4 +1,5 @@
-"""Peak memory of a row, and how many timed calls it gets."""
+"""The batch every row gets, a row's peak memory, how many timed calls it gets, and how close its
+maps are to another row's."""
 
 from __future__ import annotations
 
@@ -9,11 +10,19 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
+
+BATCH_SEED = 0
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
 if _LIBC is not None and not hasattr(_LIBC, "malloc_trim"):  # not glibc
     _LIBC = None
+
+
+def input_batch(batch: int, size: int) -> np.ndarray:
+    """The same preprocessed batch for every row of a (batch, size): float32 (N, 3, size, size)."""
+    return np.random.default_rng(BATCH_SEED).standard_normal((batch, 3, size, size)).astype(np.float32)
 
 
 def _status_mb(field: str) -> float | None:
@@ -67,3 +76,15 @@ def timed_rounds(warm_call_s: float, round_seconds: float, min_rounds: int, max_
     if warm_call_s > round_seconds:
         return 1
     return min(max(math.ceil(round_seconds / max(warm_call_s, 1e-9)), min_rounds), max_rounds)
+
+
+def map_agreement(maps: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """How close two ``(N, H, W)`` batches of maps of the same images are: the lowest per-image
+    cosine and the largest absolute difference (maps in [0, 1])."""
+    from torch_reference import cosine  # tests/ is on the pytest pythonpath
+
+    maps, reference = np.asarray(maps, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    return {
+        "cosine": min(cosine(one, other) for one, other in zip(maps, reference)),
+        "max_abs_diff": float(np.abs(maps - reference).max()),
+    }

@@ -20,9 +20,10 @@ from onnxcam.atomic_write import write_atomically
 from onnxcam.contract import INPUT, LOGITS, Preprocessing
 from onnxcam.export import export_cam_model
 from onnxcam.export.cam_export import MAX_BATCH
+from onnxcam.export.quantize import quantize_cam_model
 from onnxcam.export.zoo import build_model, zoo_entry
 
-from benchmarks.plan import LAST, MIDDLE
+from benchmarks.plan import FLOOR, LAST, MIDDLE, ONNXCAM, ONNXCAM_FUSED, ONNXCAM_INT8
 
 SEED = 0
 EXPORT_SOURCES = Path(inspect.getfile(export_cam_model)).parent
@@ -63,6 +64,30 @@ class BenchModel:
             )
         return path
 
+    def int8_path(self) -> Path:
+        """Static QDQ int8 copy of the last-layer export (``onnxcam.export.quantize``: calibrated on
+        scikit-image photos that are not demo photos, gradient subgraph kept float32), made on
+        first use."""
+        path = self.folder / "cam-last.int8.onnx"
+        if not path.exists():
+            from edge_models import calibration_photos  # tests/ is on the pytest pythonpath
+
+            quantize_cam_model(self.cam_path(LAST), calibration_photos(), path)
+        return path
+
+    def path_for(self, implementation: str, role: str) -> Path:
+        """The ONNX file an ONNX Runtime row of ``implementation`` at layer ``role`` runs, exported
+        (or quantized) on first use."""
+        if implementation == FLOOR:
+            return self.forward_path
+        if implementation == ONNXCAM:
+            return self.cam_path(role)
+        if implementation == ONNXCAM_INT8:
+            return self.int8_path()
+        if implementation == ONNXCAM_FUSED and self.fused_path is not None:
+            return self.fused_path
+        raise ValueError(f"{implementation!r} has no ONNX file in this checkout")
+
 
 def _cache_key(arch: str, input_size: int) -> str:
     digest = hashlib.sha256()
@@ -73,6 +98,11 @@ def _cache_key(arch: str, input_size: int) -> str:
     versions = f"{arch}|{input_size}|{SEED}|{torch.__version__}|{onnx.__version__}|{onnxscript.__version__}"
     digest.update(versions.encode())
     return f"{arch}-{input_size}-{digest.hexdigest()[:12]}"
+
+
+def cache_folder(cache: Path, arch: str, input_size: int) -> Path:
+    """Where the exports of ``arch`` at ``input_size`` made by this exporter are kept."""
+    return cache / _cache_key(arch, input_size)
 
 
 def export_forward_model(module: torch.nn.Module, example: torch.Tensor, path: Path) -> Path:
@@ -113,7 +143,7 @@ def prepare_model(arch: str, input_size: int, cache: Path) -> BenchModel:
     module = build_model(arch)
     preprocessing = replace(entry.preprocessing, input_size=(input_size, input_size))
     example = torch.zeros(1, 3, input_size, input_size)
-    folder = cache / _cache_key(arch, input_size)
+    folder = cache_folder(cache, arch, input_size)
     forward_path = folder / "forward.onnx"
     if not forward_path.exists():
         export_forward_model(module, example, forward_path)

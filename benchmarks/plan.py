@@ -10,7 +10,7 @@ Environment (all optional):
 - ``BENCH_MODELS`` (``resnet50,vgg16,mobilenet_v2,efficientnet_lite0``), ``BENCH_BATCHES``
   (``1,8,32``): restrict the plan.
 - ``BENCH_LAYERS`` (``last,middle``): restrict to the zoo entry's last and/or middle layer.
-- ``BENCH_INPUT_SIZE`` (224): square input side (the smoke test uses 64).
+- ``BENCH_INPUT_SIZE`` (224): square input side (the smoke test uses 48).
 - ``BENCH_ROUND_SECONDS`` (3), ``BENCH_MIN_ROUNDS`` (3), ``BENCH_MAX_ROUNDS`` (30): how many timed
   calls a row gets, ``clamp(round_seconds / warm_call_seconds, min, max)``.
 - ``BENCH_WARMUP`` (1): 0 skips the warm-up call (the smoke test; rows then get ``BENCH_MIN_ROUNDS``).
@@ -22,7 +22,8 @@ Environment (all optional):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 FLOOR = "onnxruntime"
@@ -66,11 +67,16 @@ PEER_CLASSES: dict[str, dict[str, str]] = {
 """Each peer's class for an onnxcam method name."""
 
 PEERS = tuple(PEER_CLASSES)
-HEAVY_METHODS = ("scorecam", "ablationcam")
-"""Perturbation methods: many network (or head) passes per call."""
+ORT_IMPLEMENTATIONS = (FLOOR, ONNXCAM, ONNXCAM_FUSED, ONNXCAM_INT8)
+"""The rows that run an ONNX file in ONNX Runtime (the rest are torch peers)."""
 
 DEFAULT_MODELS = ("resnet50", "vgg16", "mobilenet_v2", "efficientnet_lite0")
 HEADLINE_MODEL = "resnet50"
+
+
+ROW_ID = re.compile(
+    rf"(?P<model>.+)-b(?P<batch>\d+)-(?P<layer>{LAST}|{MIDDLE})-(?P<implementation>.+)-(?P<method>[^-]+)-(?P<device>cpu|cuda)"
+)
 
 
 @dataclass(frozen=True)
@@ -88,9 +94,20 @@ class Row:
     def id(self) -> str:
         return f"{self.model}-b{self.batch}-{self.layer}-{self.implementation}-{self.method}-{self.device}"
 
+    @classmethod
+    def from_id(cls, row_id: str) -> Row:
+        """The row of :attr:`id` (method names have no hyphen; implementation names may)."""
+        match = ROW_ID.fullmatch(row_id)
+        if match is None:
+            raise ValueError(f"{row_id!r} is not a row id such as 'resnet50-b1-last-onnxcam-gradcam-cpu'")
+        return cls(**{**match.groupdict(), "batch": int(match["batch"])})
+
     @property
-    def heavy(self) -> bool:
-        return self.method in HEAVY_METHODS
+    def runs_for_minutes(self) -> bool:
+        """A call that runs the whole network once per channel of the layer (2048 passes per image
+        at resnet50's layer4): Score-CAM, and the peers' Ablation-CAM (onnxcam's reruns only the
+        head). Such a row is timed once, with no warm-up call: one call is thousands of passes."""
+        return self.method == "scorecam" or (self.method == "ablationcam" and self.implementation in PEERS)
 
 
 @dataclass(frozen=True)
@@ -131,10 +148,12 @@ class BenchConfig:
         )
 
 
-def _method_rows(model: str, batch: int, layer: str, method: str, device: str) -> list[Row]:
-    implementations = [ONNXCAM] + [peer for peer in PEERS if method in PEER_CLASSES[peer]]
-    if method == "gradcam":
-        implementations.insert(1, ONNXCAM_FUSED)
+def _method_rows(model: str, batch: int, layer: str, method: str, device: str, peers: tuple[str, ...] = PEERS) -> list[Row]:
+    """The peers' rows first, then onnxcam's (numpy, and fused for Grad-CAM at the last layer), so
+    that onnxcam's rows can compare their maps with pytorch-grad-cam's (:func:`map_references`)."""
+    implementations = [peer for peer in peers if method in PEER_CLASSES[peer]] + [ONNXCAM]
+    if method == "gradcam" and layer == LAST:
+        implementations.append(ONNXCAM_FUSED)
     return [Row(model, batch, layer, implementation, method, device) for implementation in implementations]
 
 
@@ -148,24 +167,45 @@ def _all_rows(model: str, batch: int, device: str) -> list[Row]:
 
 
 def _default_rows(model: str, batch: int, device: str) -> list[Row]:
-    """About 15 minutes on 2 cores: Grad-CAM everywhere, the whole catalogue where the goals are."""
-    rows = [Row(model, batch, LAST, FLOOR, FORWARD, device)]
+    """About 15 minutes on 2 idle cores, exports included (``python -m benchmarks.estimate``).
+
+    resnet50: every goal row of issue 8 -- the floor and Grad-CAM of onnxcam (numpy, fused) and of
+    every peer at layer4, batch 1, 8 and 32; at batch 1 also CAM, Grad-CAM at layer3, Grad-CAM++,
+    XGrad-CAM and LayerCAM (with pytorch-grad-cam and torchcam), Ablation-CAM and Score-CAM (with
+    pytorch-grad-cam, whose calls run a minute and more), and int8 Grad-CAM. Other models, batch
+    1 and 8: the floor, onnxcam's Grad-CAM (numpy, fused) and captum's (with torchcam the fastest
+    peer; pytorch-grad-cam's Grad-CAM is timed on resnet50).
+    CUDA rows (resnet50) are listed everywhere and skipped without a GPU.
+    """
+    floor = [Row(model, batch, LAST, FLOOR, FORWARD, device)]
     headline = model == HEADLINE_MODEL
     if batch == 32 and not headline:
         return []
     if device == "cuda":
-        return rows + _method_rows(model, batch, LAST, "gradcam", device) if headline else []
+        return floor + _method_rows(model, batch, LAST, "gradcam", device) if headline else []
+    if not headline:
+        return floor + _method_rows(model, batch, LAST, "gradcam", device, (CAPTUM,))
+    rows = floor + _method_rows(model, batch, LAST, "gradcam", device)
+    if batch != 1:
+        return rows
     rows += _method_rows(model, batch, LAST, "cam", device)
-    rows += _method_rows(model, batch, LAST, "gradcam", device)
-    if headline and batch == 1:
-        rows += _method_rows(model, batch, MIDDLE, "gradcam", device)
-        for method in ("gradcam++", "xgradcam", "layercam"):
-            rows += _method_rows(model, batch, LAST, method, device)
-        # Perturbation peers take minutes per call: only pytorch-grad-cam's, which the goals name.
-        for method in HEAVY_METHODS:
-            rows += [Row(model, batch, LAST, impl, method, device) for impl in (ONNXCAM, PYTORCH_GRAD_CAM)]
-        rows.append(Row(model, batch, LAST, ONNXCAM_INT8, "gradcam", device))
-    return rows
+    rows += _method_rows(model, batch, MIDDLE, "gradcam", device)
+    for method in ("gradcam++", "xgradcam", "layercam"):
+        rows += _method_rows(model, batch, LAST, method, device, (PYTORCH_GRAD_CAM, TORCHCAM))
+    for method in ("ablationcam", "scorecam"):
+        rows += _method_rows(model, batch, LAST, method, device, (PYTORCH_GRAD_CAM,))
+    return rows + [Row(model, batch, LAST, ONNXCAM_INT8, "gradcam", device)]
+
+
+def map_references(row: Row) -> dict[str, Row]:
+    """The earlier rows whose maps (same batch) this row's are compared with, by the name of the
+    bench.csv columns ``cosine_to_<name>`` / ``max_abs_diff_to_<name>``: int8 against onnxcam's
+    fp32 maps, onnxcam against pytorch-grad-cam's ("same maps")."""
+    if row.implementation == ONNXCAM_INT8:
+        return {"fp32": replace(row, implementation=ONNXCAM)}
+    if row.implementation in (ONNXCAM, ONNXCAM_FUSED) and row.method in PEER_CLASSES[PYTORCH_GRAD_CAM]:
+        return {"pytorch_grad_cam": replace(row, implementation=PYTORCH_GRAD_CAM)}
+    return {}
 
 
 def plan(config: BenchConfig) -> list[Row]:

@@ -9,7 +9,7 @@ import argparse
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +19,8 @@ from onnxcam.atomic_write import write_text_atomically
 from benchmarks.plan import (
     CAPTUM,
     FLOOR,
+    FORWARD,
+    HEADLINE_MODEL,
     LAST,
     MIDDLE,
     ONNXCAM,
@@ -28,7 +30,11 @@ from benchmarks.plan import (
     PYTORCH_GRAD_CAM,
     SKIPPED_FILE,
     TORCHCAM,
+    Row,
 )
+
+AGREEMENT_COLUMNS = ["cosine_to_fp32", "max_abs_diff_to_fp32", "cosine_to_pytorch_grad_cam", "max_abs_diff_to_pytorch_grad_cam"]
+"""Filled by test_bench.py on rows with map references (``benchmarks.plan.map_references``)."""
 
 CSV_COLUMNS = [
     "model",
@@ -42,8 +48,10 @@ CSV_COLUMNS = [
     "speedup_vs_fastest_peer",
     "peak_rss_mb",
     "rounds",
+    *AGREEMENT_COLUMNS,
     "load_1min",
     "machine",
+    "date",
 ]
 
 
@@ -90,6 +98,8 @@ def load_rows(document: dict) -> pd.DataFrame:
                 "rounds": int(bench["stats"]["rounds"]),
                 "load_1min": info.get("load_1min"),
                 "machine": machine_name(document["machine_info"], info["device"]),
+                "date": document.get("datetime", "")[:10],
+                **{column: info.get(column, math.nan) for column in AGREEMENT_COLUMNS},
             }
         )
     rows = pd.DataFrame.from_records(records, columns=[*CSV_COLUMNS, "impl", "role", "device"])
@@ -108,82 +118,170 @@ def load_rows(document: dict) -> pd.DataFrame:
     return rows.sort_values(["model", "device", "batch", "layer", "method", "median_ms"], kind="stable").reset_index(drop=True)
 
 
-@dataclass(frozen=True)
-class GoalCheck:
-    """One measured goal of issue 8: ``measured`` against ``bound`` (``<=`` or ``>=``)."""
+TIME_TO_FLOOR = "time / floor"
+SPEEDUP_PGC = "speed-up vs pytorch-grad-cam"
+SPEEDUP_CAPTUM_TORCHCAM = "speed-up vs faster of captum, torchcam"
+COSINE_PGC = "map cosine to pytorch-grad-cam (lowest image)"
+COSINE_FP32 = "map cosine to onnxcam fp32 (lowest image)"
+TIME_QUANTITIES = (TIME_TO_FLOOR, SPEEDUP_PGC, SPEEDUP_CAPTUM_TORCHCAM)
 
-    row: str
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal of issue 8: ``quantity`` of the row ``implementation`` / ``method`` / layer ``role`` /
+    ``batch`` / ``device`` on the headline model, at most or at least ``bound``."""
+
+    implementation: str
+    method: str
+    role: str
+    batch: int
+    device: str
     quantity: str
-    measured: float
     bound: float
     at_most: bool
 
+    def row(self, model: str) -> Row:
+        return Row(model, self.batch, self.role, self.implementation, self.method, self.device)
+
+    def compared_rows(self, model: str) -> list[Row]:
+        """The rows the quantity divides by or reads, besides :meth:`row` itself."""
+        row = self.row(model)
+        if self.quantity == TIME_TO_FLOOR:
+            return [Row(model, self.batch, LAST, FLOOR, FORWARD, self.device)]
+        if self.quantity in (SPEEDUP_PGC, COSINE_PGC):
+            return [replace(row, implementation=PYTORCH_GRAD_CAM)]
+        if self.quantity == SPEEDUP_CAPTUM_TORCHCAM:
+            return [replace(row, implementation=CAPTUM), replace(row, implementation=TORCHCAM)]
+        return [replace(row, implementation=ONNXCAM)]  # COSINE_FP32
+
+
+def issue_goals() -> list[Goal]:
+    """Every goal of issue 8, in its order (Grad-CAM's for the numpy and the fused onnxcam alike)."""
+    goals = []
+    for batch in (1, 8, 32):
+        for implementation in (ONNXCAM, ONNXCAM_FUSED):
+            goals += [
+                Goal(implementation, "gradcam", LAST, batch, "cpu", TIME_TO_FLOOR, 1.05, True),
+                Goal(implementation, "gradcam", LAST, batch, "cpu", SPEEDUP_PGC, 4.0, False),
+                Goal(implementation, "gradcam", LAST, batch, "cpu", SPEEDUP_CAPTUM_TORCHCAM, 1.5, False),
+            ]
+    goals.append(Goal(ONNXCAM, "gradcam", MIDDLE, 1, "cpu", TIME_TO_FLOOR, 1.3, True))
+    for method in ("gradcam++", "xgradcam", "layercam"):
+        goals += [
+            Goal(ONNXCAM, method, LAST, 1, "cpu", TIME_TO_FLOOR, 1.1, True),
+            Goal(ONNXCAM, method, LAST, 1, "cpu", SPEEDUP_PGC, 4.0, False),
+        ]
+    return goals + [
+        Goal(ONNXCAM, "ablationcam", LAST, 1, "cpu", TIME_TO_FLOOR, 1.2, True),
+        Goal(ONNXCAM, "ablationcam", LAST, 1, "cpu", SPEEDUP_PGC, 50.0, False),
+        Goal(ONNXCAM, "scorecam", LAST, 1, "cpu", SPEEDUP_PGC, 5.0, False),
+        Goal(ONNXCAM, "scorecam", LAST, 1, "cpu", COSINE_PGC, 0.99, False),
+        Goal(ONNXCAM_INT8, "gradcam", LAST, 1, "cpu", TIME_TO_FLOOR, 0.75, True),
+        Goal(ONNXCAM_INT8, "gradcam", LAST, 1, "cpu", COSINE_FP32, 0.99, False),
+        Goal(ONNXCAM, "gradcam", LAST, 32, "cuda", TIME_TO_FLOOR, 1.1, True),
+        Goal(ONNXCAM, "gradcam", LAST, 32, "cuda", SPEEDUP_PGC, 3.0, False),
+    ]
+
+
+@dataclass(frozen=True)
+class GoalCheck:
+    """A goal against one run: ``measured`` (NaN where not measured, ``reason`` says why)."""
+
+    goal: Goal
+    row: Row
+    measured: float
+    reason: str = ""
+
+    @property
+    def measured_ok(self) -> bool:
+        return math.isfinite(self.measured)
+
     @property
     def met(self) -> bool:
-        return self.measured <= self.bound if self.at_most else self.measured >= self.bound
+        bound = self.goal.bound
+        return self.measured_ok and (self.measured <= bound if self.goal.at_most else self.measured >= bound)
+
+    @property
+    def miss_factor(self) -> float:
+        """How many times too slow (or too far) a missed goal is: measured / bound for an upper
+        bound, bound / measured for a lower one; 1 or less when met."""
+        return self.measured / self.goal.bound if self.goal.at_most else self.goal.bound / self.measured
+
+    @property
+    def wants_profile(self) -> bool:
+        """A missed timing goal on CPU: ``benchmarks.profile`` shows where the row's time goes."""
+        return self.measured_ok and not self.met and self.goal.quantity in TIME_QUANTITIES and self.goal.device == "cpu"
 
 
-def _median(rows: pd.DataFrame, **where) -> float:
-    selected = rows
-    for column, value in where.items():
-        selected = selected[selected[column] == value]
-    return float(selected.median_ms.min()) if len(selected) else math.nan
+def _row_key(row: Row) -> tuple:
+    return (row.model, row.batch, row.layer, row.implementation, row.method, row.device)
 
 
-def goal_checks(rows: pd.DataFrame, headline_model: str = "resnet50") -> list[GoalCheck]:
-    """The goals table of issue 8, for the rows present (missing rows give no check)."""
-    checks: list[GoalCheck] = []
-    if rows.empty:
-        return checks
-    model_rows = rows[rows.model == headline_model]
+def _measure(goal: Goal, found: dict[tuple, pd.Series], model: str) -> float:
+    row = found[_row_key(goal.row(model))]
+    others = [found[_row_key(other)] for other in goal.compared_rows(model)]
+    if goal.quantity == TIME_TO_FLOOR:
+        return row.median_ms / others[0].median_ms
+    if goal.quantity in (SPEEDUP_PGC, SPEEDUP_CAPTUM_TORCHCAM):
+        return min(other.median_ms for other in others) / row.median_ms
+    column = "cosine_to_pytorch_grad_cam" if goal.quantity == COSINE_PGC else "cosine_to_fp32"
+    return float(row[column]) if pd.notna(row[column]) else math.nan
 
-    def add(row: str, quantity: str, numerator: float, denominator: float, bound: float, at_most: bool) -> None:
-        value = numerator / denominator
-        if math.isfinite(value):
-            checks.append(GoalCheck(row, quantity, value, bound, at_most))
 
-    for device in sorted(set(model_rows.device)):
-        on_device = model_rows[model_rows.device == device]
-        ours_rows = on_device[on_device.impl.isin([ONNXCAM, ONNXCAM_FUSED])]
-        for batch in sorted(set(on_device.batch)):
-            floor = _median(on_device, impl=FLOOR, batch=batch)
-            for impl, role, layer, method in sorted(
-                set(ours_rows[ours_rows.batch == batch][["impl", "role", "layer", "method"]].itertuples(index=False))
-            ):
-                max_ratio, min_speedup = _goal_bounds(method, role, batch, device)
-                ours = _median(on_device, impl=impl, batch=batch, layer=layer, method=method)
-                name = f"{impl} {method}, {headline_model} {layer}, batch {batch}, {device}"
-                if max_ratio is not None:
-                    add(name, "time / floor", ours, floor, max_ratio, True)
-                if min_speedup is not None:
-                    pgc = _median(on_device, impl=PYTORCH_GRAD_CAM, batch=batch, layer=layer, method=method)
-                    add(name, "speed-up vs pytorch-grad-cam", pgc, ours, min_speedup, False)
-                if method == "gradcam" and role == LAST and device == "cpu":
-                    faster = min(_median(on_device, impl=peer, batch=batch, layer=layer, method=method) for peer in (CAPTUM, TORCHCAM))
-                    add(name, "speed-up vs faster of captum, torchcam", faster, ours, 1.5, False)
-            int8 = _median(on_device, impl=ONNXCAM_INT8, batch=batch, method="gradcam", role=LAST)
-            add(f"{ONNXCAM_INT8} gradcam, {headline_model}, batch {batch}, {device}", "time / fp32 floor", int8, floor, 0.75, True)
+def goal_checks(rows: pd.DataFrame, skipped: list[dict[str, str]] = (), headline_model: str = HEADLINE_MODEL) -> list[GoalCheck]:
+    """Every goal of :func:`issue_goals` on ``headline_model``: measured where its rows ran,
+    otherwise NaN with the reason (the skip reason of a missing row, or that the plan left it out)."""
+    found = {
+        (record.model, record.batch, record.role, record.impl, record.method, record.device): record
+        for _, record in rows.iterrows()
+    }
+    skip_reasons = {item["row"]: item["reason"] for item in skipped}
+    checks = []
+    for goal in issue_goals():
+        row = goal.row(headline_model)
+        missing = [other for other in [row, *goal.compared_rows(headline_model)] if _row_key(other) not in found]
+        if missing:
+            reason = skip_reasons.get(missing[0].id, f"row {missing[0].id} not in this run's plan")
+            checks.append(GoalCheck(goal, row, math.nan, reason))
+            continue
+        measured = _measure(goal, found, headline_model)
+        checks.append(GoalCheck(goal, row, measured, "" if math.isfinite(measured) else "no cosine (maps not compared, or constant)"))
     return checks
 
 
-def _goal_bounds(method: str, role: str, batch: int, device: str) -> tuple[float | None, float | None]:
-    """(max time / floor, min speed-up vs pytorch-grad-cam) that issue 8 sets for a row, None where
-    it sets none."""
-    if device == "cuda":
-        return (1.1, 3.0) if (method, role, batch) == ("gradcam", LAST, 32) else (None, None)
-    if method == "gradcam" and role == LAST:
-        return 1.05, 4.0
-    if batch != 1:
-        return None, None
-    if method == "gradcam" and role == MIDDLE:
-        return 1.3, None
-    if method in ("gradcam++", "xgradcam", "layercam") and role == LAST:
-        return 1.1, 4.0
-    if method == "ablationcam" and role == LAST:
-        return 1.2, 50.0
-    if method == "scorecam" and role == LAST:
-        return None, 5.0
-    return None, None
+def profile_file(row: Row) -> str:
+    """Where ``benchmarks.profile`` writes the profile of ``row``, inside the report folder."""
+    return f"profile_{row.id}.md"
+
+
+def _goal_line(check: GoalCheck, out: Path) -> str:
+    goal = check.goal
+    bound = f"{'<=' if goal.at_most else '>='} {goal.bound:g}"
+    name = f"{goal.implementation} {goal.method}, {check.row.model} {goal.role}, batch {goal.batch}, {goal.device}"
+    if not check.measured_ok:
+        return f"| {name} | {goal.quantity} | not measured: {check.reason} | {bound} | | | |"
+    miss = "" if check.met else f"{check.miss_factor:.2f}x"
+    profile = ""
+    if check.wants_profile:
+        file = profile_file(check.row)
+        profile = f"[{file}]({file})" if (out / file).exists() else "`python -m benchmarks.profile` (not run)"
+    met = "yes" if check.met else "**no**"
+    return f"| {name} | {goal.quantity} | {check.measured:.3f} | {bound} | {met} | {miss} | {profile} |"
+
+
+def goals_markdown(checks: list[GoalCheck], out: Path) -> list[str]:
+    """The goals table: every goal, measured or why not, and for a miss its factor and profile."""
+    lines = [
+        "## Goals (issue 8)",
+        "",
+        "miss by: measured / goal for an upper bound, goal / measured for a lower one. profile: where "
+        "the time of a missed CPU timing goal goes (ONNX Runtime per-op-type profile and cProfile, "
+        "written by `python -m benchmarks.profile`, which `make bench` runs last).",
+        "",
+        "| row | quantity | measured | goal | met | miss by | profile |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    return lines + [_goal_line(check, out) for check in checks] + [""]
 
 
 def _number(value: float, digits: int = 1) -> str:
@@ -203,11 +301,24 @@ def markdown_table(frame: pd.DataFrame, columns: list[str], digits: dict[str, in
     return "\n".join(lines)
 
 
-TABLE_COLUMNS = ["batch", "layer", "method", "implementation", "median_ms", "images_per_s", "ratio_to_floor", "speedup_vs_fastest_peer", "peak_rss_mb", "rounds"]
-TABLE_DIGITS = {"median_ms": 1, "images_per_s": 1, "ratio_to_floor": 2, "speedup_vs_fastest_peer": 2, "peak_rss_mb": 0}
+TABLE_COLUMNS = [
+    "batch", "layer", "method", "implementation", "median_ms", "images_per_s", "ratio_to_floor",
+    "speedup_vs_fastest_peer", "peak_rss_mb", "rounds", "cosine_to_pytorch_grad_cam",
+    "max_abs_diff_to_pytorch_grad_cam", "cosine_to_fp32",
+]
+TABLE_DIGITS = {
+    "median_ms": 1, "images_per_s": 1, "ratio_to_floor": 2, "speedup_vs_fastest_peer": 2, "peak_rss_mb": 0,
+    "cosine_to_pytorch_grad_cam": 4, "max_abs_diff_to_pytorch_grad_cam": 4, "cosine_to_fp32": 4,
+}
 
 
-def render_markdown(document: dict, rows: pd.DataFrame, skipped: list[dict[str, str]]) -> str:
+def goal_model(rows: pd.DataFrame) -> str:
+    """The model the goals are checked on: resnet50, or the first model of a run without it."""
+    models = list(dict.fromkeys(rows.model)) if not rows.empty else []
+    return HEADLINE_MODEL if HEADLINE_MODEL in models or not models else models[0]
+
+
+def render_markdown(document: dict, rows: pd.DataFrame, skipped: list[dict[str, str]], out: Path) -> str:
     machine_info = document["machine_info"]
     bench = machine_info.get("onnxcam_bench", {})
     versions = ", ".join(f"{name} {version}" for name, version in bench.get("versions", {}).items())
@@ -231,16 +342,13 @@ def render_markdown(document: dict, rows: pd.DataFrame, skipped: list[dict[str, 
         "maps at input resolution; the floor: to logits). ratio_to_floor: / the ONNX Runtime forward of "
         "the plain classifier, same batch. speedup_vs_fastest_peer: fastest of pytorch-grad-cam, "
         "torchcam, captum for the same method and layer / this row. peak_rss_mb: resident memory the "
-        "row added at its peak (its own weights included).",
+        "row added at its peak (its own weights included). cosine_to_pytorch_grad_cam / "
+        "max_abs_diff_to_pytorch_grad_cam: onnxcam's maps against pytorch-grad-cam's for the same batch "
+        "(lowest per-image cosine, largest difference); cosine_to_fp32: the int8 maps against onnxcam's "
+        "fp32 maps.",
         "",
     ]
-    checks = goal_checks(rows)
-    if checks:
-        parts += ["## Goals (issue 8)", "", "| row | quantity | measured | goal | met |", "|---|---|---|---|---|"]
-        for check in checks:
-            goal = f"{'<=' if check.at_most else '>='} {check.bound:g}"
-            parts.append(f"| {check.row} | {check.quantity} | {check.measured:.2f} | {goal} | {'yes' if check.met else '**no**'} |")
-        parts.append("")
+    parts += goals_markdown(goal_checks(rows, skipped, goal_model(rows)), out)
     for (model, device), group in rows.groupby(["model", "device"], sort=True):
         parts += [f"## {model} ({device})", "", markdown_table(group, TABLE_COLUMNS, TABLE_DIGITS), ""]
     if skipped:
@@ -251,14 +359,19 @@ def render_markdown(document: dict, rows: pd.DataFrame, skipped: list[dict[str, 
     return "\n".join(parts)
 
 
-def write_report(json_path: Path, out: Path) -> tuple[Path, Path]:
-    """Write ``bench.csv`` and ``bench.md`` into ``out`` from the pytest-benchmark JSON."""
+def load_run(json_path: Path) -> tuple[dict, pd.DataFrame, list[dict[str, str]]]:
+    """The pytest-benchmark document, its rows (:func:`load_rows`) and the skipped rows beside it."""
     document = json.loads(Path(json_path).read_text())
-    rows = load_rows(document)
     skipped_path = Path(json_path).parent / SKIPPED_FILE
     skipped = json.loads(skipped_path.read_text()) if skipped_path.exists() else []
+    return document, load_rows(document), skipped
+
+
+def write_report(json_path: Path, out: Path) -> tuple[Path, Path]:
+    """Write ``bench.csv`` and ``bench.md`` into ``out`` from the pytest-benchmark JSON."""
+    document, rows, skipped = load_run(json_path)
     csv_path = write_text_atomically(out / "bench.csv", rows[CSV_COLUMNS].to_csv(index=False, float_format="%.4g"))
-    md_path = write_text_atomically(out / "bench.md", render_markdown(document, rows, skipped))
+    md_path = write_text_atomically(out / "bench.md", render_markdown(document, rows, skipped, out))
     return csv_path, md_path
 
 

@@ -1,9 +1,10 @@
 """The benchmark rows (see benchmarks/plan.py for what runs, docs/benchmarks.md for how to read it).
 
 Per row: pause (idle worker threads stop spinning), set up (session or CAM object, own copy of
-the weights), one warm-up call, then ``timed_rounds`` calls timed by pytest-benchmark. The
-warm-up's output is checked to be maps of the right shape in [0, 1], so a row that silently
-computes nothing cannot be timed.
+the weights), one warm-up call, then ``timed_rounds`` calls timed by pytest-benchmark; a row that
+runs for minutes (``Row.runs_for_minutes``) gets one timed call and no warm-up. The output is
+checked to be maps of the right shape in [0, 1], so a row that silently computes nothing cannot be
+timed, and compared with the maps of the rows named by ``map_references`` (same batch).
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ import time
 import numpy as np
 import pytest
 
-from benchmarks.implementations import RowUnavailable, cuda_unavailable_reason, make_runner
-from benchmarks.measure import PeakMemory, timed_rounds
-from benchmarks.plan import FLOOR, ONNXCAM, BenchConfig, Row, plan
+from benchmarks.implementations import RowUnavailable, cuda_unavailable_reason, make_runner, onnx_file
+from benchmarks.measure import PeakMemory, input_batch, map_agreement, timed_rounds
+from benchmarks.plan import FLOOR, BenchConfig, Row, map_references, plan
 
-BATCH_SEED = 0
 ROWS = plan(BenchConfig.from_env())
-
-
-def input_batch(batch: int, size: int) -> np.ndarray:
-    """The same preprocessed batch for every row of a (batch, size): float32 (N, 3, size, size)."""
-    return np.random.default_rng(BATCH_SEED).standard_normal((batch, 3, size, size)).astype(np.float32)
+_maps: dict[Row, np.ndarray] = {}
+"""The last output of every row that another row's maps are compared with."""
+_referenced = {reference for row in ROWS for reference in map_references(row).values()}
 
 
 def check_output(row: Row, output: np.ndarray, batch: int, size: int) -> None:
@@ -36,14 +34,26 @@ def check_output(row: Row, output: np.ndarray, batch: int, size: int) -> None:
     assert np.isfinite(output).all() and output.min() >= 0 and output.max() <= 1 + 1e-6
 
 
+def agreement_columns(row: Row, maps: np.ndarray) -> dict[str, float]:
+    """``cosine_to_<name>`` and ``max_abs_diff_to_<name>`` for each reference row that ran."""
+    columns = {}
+    for name, reference in map_references(row).items():
+        if reference in _maps:
+            for measure, value in map_agreement(maps, _maps[reference]).items():
+                columns[f"{measure}_to_{name}"] = value
+    return columns
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_row(row: Row, benchmark, bench_config: BenchConfig, bench_model) -> None:
     if row.device == "cuda" and (reason := cuda_unavailable_reason()):
         pytest.skip(f"CUDA row: {reason}")
     model = bench_model(row.model)
     batch = input_batch(row.batch, model.input_size)
-    if row.implementation == ONNXCAM:
-        model.cam_path(row.layer)  # exported on first use: not part of the row's memory
+    try:
+        onnx_file(row, model)  # exported on first use: not part of the row's memory
+    except RowUnavailable as exc:
+        pytest.skip(str(exc))
     time.sleep(bench_config.pause_s)
     memory = PeakMemory()
     memory.start()
@@ -51,13 +61,13 @@ def test_row(row: Row, benchmark, bench_config: BenchConfig, bench_model) -> Non
         runner = make_runner(row, model, bench_config.threads)
     except RowUnavailable as exc:
         pytest.skip(str(exc))
-    if bench_config.warmup:
+    if bench_config.warmup and not row.runs_for_minutes:
         started = time.perf_counter()
         check_output(row, runner(batch), row.batch, model.input_size)
         warm_call_s = time.perf_counter() - started
         rounds = timed_rounds(warm_call_s, bench_config.round_seconds, bench_config.min_rounds, bench_config.max_rounds)
     else:
-        warm_call_s, rounds = None, bench_config.min_rounds
+        warm_call_s, rounds = None, 1 if row.runs_for_minutes else bench_config.min_rounds
     benchmark.extra_info.update(
         model=row.model,
         batch=row.batch,
@@ -72,5 +82,9 @@ def test_row(row: Row, benchmark, bench_config: BenchConfig, bench_model) -> Non
     )
     output = benchmark.pedantic(runner, args=(batch,), rounds=rounds, iterations=1, warmup_rounds=0)
     check_output(row, output, row.batch, model.input_size)
+    if row in _referenced:
+        _maps[row] = np.asarray(output)
     # Other processes on the machine skew a row; the 1-minute load average lets a reader see it.
-    benchmark.extra_info.update(peak_rss_mb=memory.added_mb(), load_1min=os.getloadavg()[0])
+    benchmark.extra_info.update(
+        peak_rss_mb=memory.added_mb(), load_1min=os.getloadavg()[0], **agreement_columns(row, np.asarray(output))
+    )
