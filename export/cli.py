@@ -67,8 +67,8 @@ def run_train_synthetic(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = TrainingConfig(
-        arch=args.arch, epochs=args.epochs, images_per_epoch=args.images_per_epoch,
+    config = TrainingConfig.for_arch(
+        args.arch, epochs=args.epochs, images_per_epoch=args.images_per_epoch,
         batch_size=args.batch_size, learning_rate=args.lr, image_size=args.image_size,
         seed=args.seed, test_images=args.test_images,
     )
@@ -184,10 +184,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--arch", required=True, choices=("synthetic_resnet", "synthetic_vgg"))
     train.add_argument("--out", required=True, help="the checkpoint .pt to write")
-    train.add_argument("--epochs", type=int, default=4)
-    train.add_argument("--images-per-epoch", type=int, default=3500, help="fresh images per epoch")
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=3e-3, help="peak one-cycle learning rate")
+    # Defaults: the architecture's recipe (synthetic_models.SYNTHETIC_ARCHITECTURES).
+    train.add_argument("--epochs", type=int, help="default: 5 (synthetic_resnet), 4 (synthetic_vgg)")
+    train.add_argument(
+        "--images-per-epoch", type=int, help="fresh images per epoch; default: 4000 (resnet), 3500 (vgg)"
+    )
+    train.add_argument("--batch-size", type=int, help="default: 32 (resnet), 64 (vgg)")
+    train.add_argument("--lr", type=float, help="peak one-cycle learning rate; default: 4e-3 (resnet), 3e-3 (vgg)")
     train.add_argument("--image-size", type=int, default=96, help="a multiple of 16")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--test-images", type=int, default=2000, help="held-out images for the test accuracy")

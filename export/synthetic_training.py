@@ -27,6 +27,7 @@ from onnxcam.export.synthetic_models import (
     IMAGE_SIZE,
     build_synthetic_model,
     checkpoint_dict,
+    synthetic_arch,
     synthetic_preprocessing,
 )
 
@@ -36,7 +37,11 @@ TEST_SEED = SYNTHETIC_TEST_SEED
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """What a training run does; every field is a ``train-synthetic`` option."""
+    """What a training run does; every field is a ``train-synthetic`` option.
+
+    The field defaults are ``synthetic_vgg``'s recipe; :meth:`for_arch` starts from the
+    architecture's own (:attr:`onnxcam.export.synthetic_models.SyntheticArch.recipe`).
+    """
 
     arch: str
     epochs: int = 4
@@ -48,6 +53,12 @@ class TrainingConfig:
     num_classes: int = len(CLASS_NAMES)
     seed: int = 0
     test_images: int = 2000
+
+    @classmethod
+    def for_arch(cls, arch: str, **options: object) -> TrainingConfig:
+        """The config of ``arch``'s recipe with ``options`` (those not ``None``) on top."""
+        recipe = asdict(synthetic_arch(arch).recipe)
+        return cls(arch=arch, **{**recipe, **{k: v for k, v in options.items() if v is not None}})
 
 
 @dataclass

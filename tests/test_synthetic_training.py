@@ -83,3 +83,13 @@ def test_bad_names_and_sizes_are_refused(tmp_path):
         build_synthetic_model("synthetic_vgg", image_size=100)
     with pytest.raises(FileNotFoundError):
         load_synthetic_checkpoint(tmp_path / "missing.pt")
+
+
+def test_each_arch_trains_by_its_own_recipe_unless_told_otherwise():
+    resnet = TrainingConfig.for_arch("synthetic_resnet")
+    assert (resnet.epochs, resnet.images_per_epoch, resnet.batch_size, resnet.learning_rate) == (5, 4000, 32, 4e-3)
+    assert TrainingConfig.for_arch("synthetic_vgg") == TrainingConfig(arch="synthetic_vgg")
+    told = TrainingConfig.for_arch("synthetic_resnet", epochs=1, batch_size=None, seed=3)
+    assert (told.epochs, told.batch_size, told.seed) == (1, 32, 3)
+    with pytest.raises(ValueError, match="synthetic_vgg"):
+        TrainingConfig.for_arch("synthetic_alexnet")
