@@ -97,7 +97,7 @@ def profile_one(row: Row, config: BenchConfig, folder: Path) -> RowProfile:
     from benchmarks.models import prepare_model
 
     model = prepare_model(row.model, config.input_size, config.cache)
-    batch = input_batch(row.batch, model.input_size)
+    batch = input_batch(row.batch, model.preprocessing)
     folder.mkdir(parents=True, exist_ok=True)
     runner = make_runner(row, model, config.threads, profile_prefix=folder / "ort")
     warmup_calls, calls = (0, 1) if row.runs_for_minutes else (1, PROFILED_CALLS)

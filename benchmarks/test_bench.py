@@ -49,7 +49,7 @@ def test_row(row: Row, benchmark, bench_config: BenchConfig, bench_model) -> Non
     if row.device == "cuda" and (reason := cuda_unavailable_reason()):
         pytest.skip(f"CUDA row: {reason}")
     model = bench_model(row.model)
-    batch = input_batch(row.batch, model.input_size)
+    batch = input_batch(row.batch, model.preprocessing)
     try:
         onnx_file(row, model)  # exported on first use: not part of the row's memory
     except RowUnavailable as exc:
