@@ -107,13 +107,43 @@ def foreground_contours(quantised: np.ndarray, cut: int, crop: Crop | None = Non
     return contours
 
 
-def margin_crop(rects: Sequence[tuple[int, int, int, int]], shape: tuple[int, int]) -> Crop | None:
-    """The window around ``cv2.boundingRect`` rectangles ``(x, y, w, h)``, one pixel wider on each
+VECTORIZED_FROM = 32
+"""Contours per threshold from which :func:`contour_geometry` and the boxes work in numpy at once:
+below, one OpenCV call per contour is cheaper than a dozen numpy calls (smooth CAM maps have a
+few contours; saliency maps a hundred and more)."""
+
+
+def contour_geometry(contours: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding rects and polygon areas of OpenCV contours.
+
+    ``contours``: K >= 1 integer point arrays ``(n_k, 1, 2)`` from ``cv2.findContours``. Returns
+    rects ``(K, 4)`` int64 ``(x, y, w, h)`` equal to ``cv2.boundingRect`` (``w = max x - min x + 1``)
+    and areas ``(K,)`` float64 equal to ``cv2.contourArea``. From :data:`VECTORIZED_FROM` contours
+    on, one pass over all their points (the shoelace formula, exact for integer points).
+    """
+    if len(contours) < VECTORIZED_FROM:
+        rects = np.array([cv2.boundingRect(contour) for contour in contours], dtype=np.int64)
+        return rects, np.array([cv2.contourArea(contour) for contour in contours], dtype=np.float64)
+    lengths = np.fromiter((len(contour) for contour in contours), dtype=np.intp, count=len(contours))
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    points = np.concatenate(contours).reshape(-1, 2).astype(np.int64)
+    low = np.minimum.reduceat(points, starts, axis=0)
+    high = np.maximum.reduceat(points, starts, axis=0)
+    following = np.arange(1, len(points) + 1)
+    following[ends - 1] = starts  # each polygon closes on its own first point
+    cross = points[:, 0] * points[following, 1] - points[following, 0] * points[:, 1]
+    areas = np.abs(np.add.reduceat(cross, starts)) / 2.0
+    return np.concatenate([low, high - low + 1], axis=1), areas
+
+
+def margin_crop(rects: np.ndarray, shape: tuple[int, int]) -> Crop | None:
+    """The window around bounding rects ``(K, 4)`` ``(x, y, w, h)``, one pixel wider on each
     side, clipped to a map of ``shape`` ``(H, W)``; ``None`` when there is no rectangle."""
-    if not rects:
+    if len(rects) == 0:
         return None
     x0, y0, x1, y1 = shape[1], shape[0], 0, 0
-    for x, y, w, h in rects:  # plain comparisons: a handful of rects, called at every threshold
+    for x, y, w, h in rects.tolist():  # plain comparisons: a handful of rects, at every threshold
         if x < x0:
             x0 = x
         if y < y0:
@@ -125,8 +155,13 @@ def margin_crop(rects: Sequence[tuple[int, int, int, int]], shape: tuple[int, in
     return max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, shape[1]), min(y1 + 1, shape[0])
 
 
-def nested_foreground_contours(quantised: np.ndarray, cuts: Sequence[int]) -> list[tuple[tuple[np.ndarray, ...], list]]:
-    """Per cut of an ascending ``cuts``, the contours of ``quantised > cut`` and their bounding rects.
+_NO_RECTS = np.zeros((0, 4), dtype=np.int64)
+_NO_AREAS = np.zeros(0, dtype=np.float64)
+
+
+def nested_foreground_contours(quantised: np.ndarray, cuts: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per cut of an ascending ``cuts``, the bounding rects ``(K, 4)`` and areas ``(K,)`` of the
+    contours of ``quantised > cut`` (:func:`contour_geometry`, OpenCV's contour order).
 
     The foregrounds are nested (each lies inside the one before), so each cut's contours are found
     in the window around the previous cut's (:func:`margin_crop`), with the same result as
@@ -136,24 +171,26 @@ def nested_foreground_contours(quantised: np.ndarray, cuts: Sequence[int]) -> li
     crop: Crop | None = (0, 0, quantised.shape[1], quantised.shape[0])
     for cut in cuts:
         contours = foreground_contours(quantised, cut, crop) if crop is not None else ()
-        rects = [cv2.boundingRect(contour) for contour in contours]
-        found.append((contours, rects))
+        rects, areas = contour_geometry(contours) if contours else (_NO_RECTS, _NO_AREAS)
+        found.append((rects, areas))
         crop = margin_crop(rects, quantised.shape)
     return found
 
 
-def _contour_boxes(contours: Sequence[np.ndarray], rects: Sequence[tuple[int, int, int, int]], shape: tuple[int, int]) -> tuple[np.ndarray, int]:
-    """WSOL boxes of contours (with their bounding rects) on a map of ``shape`` ``(H, W)``, and
-    the index of the largest contour."""
-    if len(contours) == 0:
+def _contour_boxes(rects: np.ndarray, areas: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """WSOL boxes ``(K, 4)`` of contours given their bounding rects and areas (on a map of
+    ``shape`` ``(H, W)``), and the index of the largest contour."""
+    if len(rects) == 0:
         return np.zeros((1, 4), dtype=np.int64), 0
     height, width = shape
-    boxes = [(x, y, min(x + w, width - 1), min(y + h, height - 1)) for x, y, w, h in rects]
-    largest = 0
-    if len(contours) > 1:
-        areas = [cv2.contourArea(contour) for contour in contours]
-        largest = areas.index(max(areas))  # the first of equal areas, like Python's max()
-    return np.array(boxes, dtype=np.int64), largest
+    if len(rects) < VECTORIZED_FROM:
+        boxes = np.array(
+            [(x, y, min(x + w, width - 1), min(y + h, height - 1)) for x, y, w, h in rects.tolist()], dtype=np.int64
+        )
+    else:
+        x, y, w, h = rects.T
+        boxes = np.stack([x, y, np.minimum(x + w, width - 1), np.minimum(y + h, height - 1)], axis=1)
+    return boxes, int(np.argmax(areas))  # the first of equal areas, like Python's max()
 
 
 def _boxes_per_threshold(scoremap: np.ndarray, thresholds: np.ndarray, rule: Rule) -> list[tuple[np.ndarray, int]]:
@@ -171,7 +208,7 @@ def _boxes_per_threshold(scoremap: np.ndarray, thresholds: np.ndarray, rule: Rul
     cuts = np.trunc(thresholds * int(quantised.max())).astype(np.int64)
     unique_cuts = np.unique(cuts).tolist()
     found = nested_foreground_contours(quantised, unique_cuts)
-    cache = {cut: _contour_boxes(contours, rects, cam.shape) for cut, (contours, rects) in zip(unique_cuts, found)}
+    cache = {cut: _contour_boxes(rects, areas, cam.shape) for cut, (rects, areas) in zip(unique_cuts, found)}
     return [cache[cut] for cut in cuts.tolist()]
 
 

@@ -1,5 +1,6 @@
 """The WSOL sweep finds each threshold's contours in the window around the previous threshold's
-foreground: the contours, their order and their points must be those of the whole map."""
+foreground and measures them all at once: rects and areas, in order, must be OpenCV's on the whole
+map."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 
 from onnxcam.eval.wsol import (
+    VECTORIZED_FROM,
+    contour_geometry,
     foreground_contours,
     margin_crop,
     nested_foreground_contours,
@@ -60,28 +63,38 @@ def test_nested_search_finds_the_contours_of_the_whole_map(kind, step):
     rng = np.random.default_rng([list(MAPS).index(kind), int(step * 1000)])
     for _ in range(6 if step == 0.01 else 1):
         quantised, cuts = sweep_cuts(MAPS[kind](rng), step)
-        for cut, (contours, rects) in zip(cuts, nested_foreground_contours(quantised, cuts)):
+        for cut, (rects, areas) in zip(cuts, nested_foreground_contours(quantised, cuts)):
             whole = foreground_contours(quantised, cut)
-            assert len(contours) == len(whole)
-            for found, expected in zip(contours, whole):
-                np.testing.assert_array_equal(found, expected)
-            assert rects == [cv2.boundingRect(contour) for contour in whole]
+            assert rects.tolist() == [list(cv2.boundingRect(contour)) for contour in whole]
+            assert areas.tolist() == [cv2.contourArea(contour) for contour in whole]
+
+
+def test_contour_geometry_is_opencvs_on_every_kind_of_contour():
+    rng = np.random.default_rng(7)
+    foreground = (cv2.resize(rng.random((40, 40)), (224, 224), interpolation=cv2.INTER_CUBIC) > 0.7).astype(np.uint8)
+    foreground[0, 0] = foreground[5, 100:102] = 1  # a one-point and a two-point contour
+    contours, _ = cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+    assert min(len(c) for c in contours) == 1 and len(contours) >= VECTORIZED_FROM
+    for few_or_many in (contours[:3], contours):  # OpenCV per contour, then numpy at once
+        rects, areas = contour_geometry(few_or_many)
+        assert rects.tolist() == [list(cv2.boundingRect(contour)) for contour in few_or_many]
+        assert areas.tolist() == [cv2.contourArea(contour) for contour in few_or_many]
 
 
 def test_crops_really_shrink_and_touch_the_border_when_the_foreground_does():
     quantised = np.zeros((20, 30), np.uint8)
     quantised[5:9, 10:14] = 200
     quantised[0:3, 25:30] = 100
-    (_, low), (_, high) = nested_foreground_contours(quantised, [50, 150])
+    (low, _), (high, _) = nested_foreground_contours(quantised, [50, 150])
     assert margin_crop(low, quantised.shape) == (9, 0, 30, 10)
     assert margin_crop(high, quantised.shape) == (9, 4, 15, 10)
-    assert margin_crop([], quantised.shape) is None
+    assert margin_crop(np.zeros((0, 4), np.int64), quantised.shape) is None
 
 
 def test_an_empty_foreground_ends_the_search():
     quantised = np.full((10, 10), 7, np.uint8)
     found = nested_foreground_contours(quantised, [0, 6, 7, 8, 200])
-    assert [len(contours) for contours, _ in found] == [1, 1, 0, 0, 0]
+    assert [len(rects) for rects, _ in found] == [1, 1, 0, 0, 0]
 
 
 def test_boxes_pinned_on_a_map_with_a_hole():
