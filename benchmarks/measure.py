@@ -28,12 +28,10 @@ def input_batch(batch: int, preprocessing: Preprocessing) -> np.ndarray:
     images and preprocessed for the model. Noise would flatter nothing in the timings but makes
     map comparisons (int8 vs fp32) meaningless, and the int8 model is calibrated on other photos.
     """
-    from onnxcam.demo import demo_photos, skimage_data_dir
-    from onnxcam.runtime.image_io import read_rgb_image
+    from onnxcam.demo import demo_photo_images
     from onnxcam.runtime.inputs import preprocess_images
 
-    folder = skimage_data_dir()
-    photos = [read_rgb_image(folder / record["file"]) for record in demo_photos()["images"]]
+    _, photos = demo_photo_images()
     return preprocess_images([photos[i % len(photos)] for i in range(batch)], preprocessing)
 
 

@@ -70,7 +70,7 @@ class BenchModel:
         first use."""
         path = self.folder / "cam-last.int8.onnx"
         if not path.exists():
-            from edge_models import calibration_photos  # tests/ is on the pytest pythonpath
+            from onnxcam.demo import calibration_photos
 
             quantize_cam_model(self.cam_path(LAST), calibration_photos(), path)
         return path

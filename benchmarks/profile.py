@@ -20,7 +20,6 @@ import gc
 import json
 import os
 import pstats
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -191,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row", action="append", default=[], help="a row id to profile (default: the missed goals' rows)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the profiles (default: the JSON's)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # edge_models (int8 calibration photos)
     document, rows, skipped = load_run(args.json)
     targets = [Row.from_id(row_id) for row_id in args.row] or missed_rows(rows, skipped)
     if not targets:

@@ -3,7 +3,7 @@
 Rows: architecture x precision x batch, each a fused Grad-CAM ``CamSession.explain`` on a
 preprocessed batch (one ``run``: logits, gradients and the finished maps). ``extra_info`` holds the
 file size. int8 is static QDQ calibrated on scikit-image photos that are not demo photos
-(``tests/edge_models.calibration_photos``); ``int8-backward`` quantizes the gradient subgraph too.
+(``onnxcam.demo.calibration_photos``); ``int8-backward`` quantizes the gradient subgraph too.
 fp16 is meant for CUDA: on CPU it measures the conversion's overhead, not a gain.
 """
 
@@ -36,7 +36,7 @@ def precision_copy(fused_path: Path, precision: str) -> Path:
         from onnxcam.export.precision import convert_to_fp16
 
         return convert_to_fp16(fused_path, path)
-    from edge_models import calibration_photos
+    from onnxcam.demo import calibration_photos
 
     from onnxcam.export.quantize import quantize_cam_model
 

@@ -42,6 +42,28 @@ def skimage_data_dir() -> Path:
     return Path(skimage.data.__file__).parent
 
 
+def demo_photo_images() -> tuple[list[str], list[np.ndarray]]:
+    """The demo photos' file names and decoded RGB uint8 images, in demo_photos.json's order."""
+    from onnxcam.runtime.image_io import read_rgb_image
+
+    names = [record["file"] for record in demo_photos()["images"]]
+    return names, [read_rgb_image(skimage_data_dir() / name) for name in names]
+
+
+CALIBRATION_IMAGES = 8
+
+
+def calibration_photos(limit: int = CALIBRATION_IMAGES) -> list[np.ndarray]:
+    """Up to ``limit`` decoded RGB photos from scikit-image's data folder that are not demo photos
+    (nor motorcycle_right.png, the stereo twin of a demo photo), in name order: images to
+    calibrate int8 models on that the maps are never scored on."""
+    from onnxcam.runtime.image_io import read_rgb_image
+
+    demo = {record["file"] for record in demo_photos()["images"]} | {"motorcycle_right.png"}
+    files = sorted(p for p in skimage_data_dir().iterdir() if p.suffix in (".png", ".jpg") and p.name not in demo)
+    return [read_rgb_image(p) for p in files[:limit]]
+
+
 def draw_box(image: np.ndarray, box: np.ndarray, colour: tuple[int, int, int], width: int = 3) -> np.ndarray:
     """A copy of RGB uint8 ``image`` (H, W, 3) with the outline of ``box`` (x0, y0, x1, y1)."""
     from PIL import Image, ImageDraw

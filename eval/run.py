@@ -25,6 +25,7 @@ measured cost would exceed ``method_budget_s`` is run on a prefix of the images 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -140,8 +141,6 @@ class RunConfig:
 
 def file_sha256(path: str | os.PathLike) -> str:
     """The SHA-256 of a file's bytes, hex: a run resumes only on the very model it started with."""
-    import hashlib
-
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

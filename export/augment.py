@@ -39,6 +39,7 @@ from onnxcam.contract import (
     cam_weights_name,
     gradients_name,
 )
+from onnxcam.export.per_layer import option_per_layer
 from onnxcam.export.vjp_rules import RULES, GraphBuilder, TensorType, UnsupportedOpError, node_label
 
 __all__ = ["TOKENS_TO_GRID", "TokenGrid", "UnsupportedOpError", "augment_classifier"]
@@ -135,7 +136,7 @@ def augment_classifier(
     types = _infer_types(proto)
     batch, num_classes = _check_logits(types)
 
-    grids = _layer_grids(reshape, targets)
+    grids = option_per_layer(reshape, targets, "reshape")
     shapes = {
         target: _layer_shape(target, types.get(tensor, TensorType(0, None)), grids.get(target))
         for target, tensor in targets_in_graph.items()
@@ -346,20 +347,6 @@ def _check_logits(types: dict[str, TensorType]) -> tuple[str, int]:
             "size is baked into the graph (re-export it with a dynamic batch)"
         )
     return batch, logits.dims[1]
-
-
-def _layer_grids(
-    reshape: TokenGrid | Mapping[str, TokenGrid] | None, targets: Sequence[str]
-) -> dict[str, TokenGrid]:
-    """``augment_classifier``'s ``reshape`` argument as one TokenGrid per target that has one."""
-    if reshape is None:
-        return {}
-    if isinstance(reshape, TokenGrid):
-        return dict.fromkeys(targets, reshape)
-    unknown = sorted(set(reshape) - set(targets))
-    if unknown:
-        raise ValueError(f"reshape given for {unknown}, which are not target layers {list(targets)}")
-    return dict(reshape)
 
 
 def _layer_shape(

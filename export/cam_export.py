@@ -37,6 +37,7 @@ from onnxcam.export.gradient_graph import (
     find_cam_classifier,
     trace_gradient_graph,
 )
+from onnxcam.export.per_layer import option_per_layer
 from onnxcam.export.target_layers import resolve_layers
 
 MAX_BATCH = 4096
@@ -51,20 +52,6 @@ class _GraphWrapper(nn.Module):
 
     def forward(self, input: torch.Tensor, class_index: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.graph_module(input, class_index)
-
-
-def _layer_reshapes(
-    reshape: Reshape | Mapping[str, Reshape] | None, layers: Sequence[str]
-) -> dict[str, Reshape]:
-    """``export_cam_model``'s ``reshape`` argument as one reshape per target layer that has one."""
-    if reshape is None:
-        return {}
-    if callable(reshape):
-        return dict.fromkeys(layers, reshape)
-    unknown = sorted(set(reshape) - set(layers))
-    if unknown:
-        raise ValueError(f"reshape given for {unknown}, which are not target layers {list(layers)}")
-    return dict(reshape)
 
 
 def _probe_layers(
@@ -163,7 +150,7 @@ def export_cam_model(
     layers = resolve_layers(model, target_layers)
     # Two rows, so that torch.export does not specialise the batch size to 1.
     example = example_input[:1].detach().expand(2, -1, -1, -1).contiguous()
-    reshapes = _layer_reshapes(reshape, list(layers))
+    reshapes = option_per_layer(reshape, list(layers), "reshape")
     shapes, heads, num_classes = _probe_layers(model, layers, example, reshapes)
     if class_labels is not None and len(class_labels) != num_classes:
         raise ValueError(f"{len(class_labels)} class labels for a model with {num_classes} classes")

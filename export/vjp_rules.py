@@ -753,20 +753,25 @@ def _global_average_pool(b: GraphBuilder, node, grads, needs):
     return [b.op("Expand", b.op("Div", grads[0], area), b.op("Shape", x))]
 
 
+def _reduced_axes(b: GraphBuilder, node) -> list[int] | None:
+    """The sorted non-negative axes a Reduce* node reduces (its ``axes`` input or attribute; all
+    of them when empty), or None when it is an identity (``noop_with_empty_axes``)."""
+    rank = b.rank(node.input[0])
+    axes_name = b.optional_input(node, 1)
+    axes = b.constant(axes_name, "axes").tolist() if axes_name else b.attr(node, "axes")
+    if not axes:
+        if b.attr(node, "noop_with_empty_axes", 0):
+            return None
+        axes = list(range(rank))
+    return sorted(a % rank for a in axes)
+
+
 @rule("ReduceMean", "ReduceSum")
 def _reduce(b: GraphBuilder, node, grads, needs):
     x, g = node.input[0], grads[0]
-    rank = b.rank(x)
-    axes_name = b.optional_input(node, 1)
-    if axes_name:
-        axes = b.constant(axes_name, "axes").tolist()
-    else:
-        axes = b.attr(node, "axes")
-    if not axes:
-        if b.attr(node, "noop_with_empty_axes", 0):
-            return [g]
-        axes = list(range(rank))
-    axes = sorted(a % rank for a in axes)
+    axes = _reduced_axes(b, node)
+    if axes is None:
+        return [g]
     if not b.attr(node, "keepdims", 1):
         g = b.op("Unsqueeze", g, b.ints(axes))
     if node.op_type == "ReduceMean":
@@ -779,14 +784,9 @@ def _reduce_max(b: GraphBuilder, node, grads, needs):
     # The gradient goes to the positions that equal the maximum, split evenly between ties: torch's
     # amax/max-over-dims backward (a global max pooling written as ReduceMax ties the same way).
     x, y, g = node.input[0], node.output[0], grads[0]
-    rank = b.rank(x)
-    axes_name = b.optional_input(node, 1)
-    axes = b.constant(axes_name, "axes").tolist() if axes_name else b.attr(node, "axes")
-    if not axes:
-        if b.attr(node, "noop_with_empty_axes", 0):
-            return [g]
-        axes = list(range(rank))
-    axes = sorted(a % rank for a in axes)
+    axes = _reduced_axes(b, node)
+    if axes is None:
+        return [g]
     if not b.attr(node, "keepdims", 1):
         y, g = b.op("Unsqueeze", y, b.ints(axes)), b.op("Unsqueeze", g, b.ints(axes))
     winners = b.op("Cast", b.op("Equal", x, y), to=TensorProto.FLOAT)

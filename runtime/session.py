@@ -62,6 +62,12 @@ def default_session_options(threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
+def _maps_at_batch_size(at_input: np.ndarray | None, raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Normalised (N, H, W) maps at the batch's ``size``: those the graph made (``at_input``), or
+    the raw (N, h, w) maps resized and min-max normalised."""
+    return at_input if at_input is not None else minmax_normalize(resize_maps(raw, size))
+
+
 class CamSession:
     """Computes class activation maps from a CAM-ready ONNX model.
 
@@ -290,7 +296,7 @@ class CamSession:
         for weighting, (at_input, raw) in variants.items():
             source = raw if at_input is None else at_input
             if sizes is None:
-                maps = at_input if at_input is not None else minmax_normalize(resize_maps(raw, batch.shape[2:]))
+                maps = _maps_at_batch_size(at_input, raw, batch.shape[2:])
             else:
                 maps = [minmax_normalize(resize_maps(source[i : i + 1], size))[0] for i, size in enumerate(sizes)]
             results[weighting] = CamResult(
@@ -324,9 +330,8 @@ class CamSession:
                 )
                 if logits is None:  # the unaugmented batch comes first and fixes the classes
                     logits, explained = run_logits, run_explained
-                for weighting, (maps, raw) in variants.items():
-                    if maps is None:
-                        maps = minmax_normalize(resize_maps(raw, batch.shape[2:]))
+                for weighting, (at_input, raw) in variants.items():
+                    maps = _maps_at_batch_size(at_input, raw, batch.shape[2:])
                     maps = maps[..., ::-1] if flip else maps
                     totals[weighting] = maps.astype(np.float64) + totals.get(weighting, 0.0)
         smoothed = {}

@@ -28,7 +28,13 @@ def weighted_activation_sum(weights: np.ndarray, activations: np.ndarray, weight
     if weighting == "abs-weights":
         weights = np.abs(weights)
     n, c, h, w = activations.shape
-    maps = np.matmul(weights[:, None, :], activations.reshape(n, c, h * w)).reshape(n, h, w)
+    return rectify(np.matmul(weights[:, None, :], activations.reshape(n, c, h * w)).reshape(n, h, w), weighting)
+
+
+def rectify(maps: np.ndarray, weighting: str) -> np.ndarray:
+    """The last step of a weighting on signed maps (any shape): ``relu`` keeps the positive part,
+    ``abs`` the magnitude; ``abs-weights`` and ``none`` leave the maps as they are (``abs-weights``
+    acts on the weights, before the sum)."""
     if weighting == "relu":
         return np.maximum(maps, 0.0)
     if weighting == "abs":

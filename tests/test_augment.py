@@ -383,17 +383,28 @@ def test_unknown_layer_lists_close_matches(exported, tmp_path):
 # -- hand-built graphs: what torch does not write ---------------------------------------------------
 
 
-def classifier(nodes, initializers, input_shape, opset=18, logits_shape=None):
-    """A hand-built model: ``input`` -> nodes -> ``logits``."""
+def classifier(nodes, initializers, input_shape, opset=18, logits_shape=None, int64_initializers=None):
+    """A hand-built model: ``input`` -> nodes -> ``logits``; ``initializers`` are float32,
+    ``int64_initializers`` the shapes, axes and indices some ops take as inputs."""
+    constants = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in initializers.items()]
+    constants += [numpy_helper.from_array(np.asarray(v, np.int64), k) for k, v in (int64_initializers or {}).items()]
     graph = helper.make_graph(
         nodes,
         "hand",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", *input_shape])],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, logits_shape)],
-        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in initializers.items()],
+        constants,
     )
     # IR version 8: what ONNX Runtime 1.18, the oldest supported, loads.
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def autograd_image_gradient(forward, x: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """d logits[i, classes[i]] / d x by torch autograd, for ``forward``: (N, ...) -> (N, K) logits."""
+    xt = torch.tensor(x, requires_grad=True)
+    logits = forward(xt)
+    (gradient,) = torch.autograd.grad(logits, xt, F.one_hot(torch.tensor(classes), logits.shape[1]).float())
+    return gradient.numpy()
 
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
@@ -414,19 +425,19 @@ def test_conv_auto_pad(auto_pad):
     classes = np.arange(7) % 5
     (grad,) = run(cam_ready, x, classes, [gradients_name("image")])
 
-    xt = torch.tensor(x, requires_grad=True)
-    if auto_pad == "VALID":
-        padded = xt
-    else:
-        # SAME: output = ceil(in / stride); the odd pixel of padding goes last (UPPER) or first.
-        totals = [max((-(-n // s) - 1) * s + k - n, 0) for n, s, k in ((11, 2, 4), (13, 3, 3))]
-        small = [t // 2 for t in totals]
-        big = [t - s for t, s in zip(totals, small)]
-        first, last = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
-        padded = F.pad(xt, (first[1], last[1], first[0], last[0]))
-    logits = torch.tanh(F.conv2d(padded, torch.tensor(w), stride=(2, 3))).mean((2, 3)) @ torch.tensor(fc).T
-    (expected,) = torch.autograd.grad(logits, xt, F.one_hot(torch.tensor(classes), 5).float())
-    assert_matches(grad, expected.numpy())
+    def forward(xt):
+        if auto_pad == "VALID":
+            padded = xt
+        else:
+            # SAME: output = ceil(in / stride); the odd pixel of padding goes last (UPPER) or first.
+            totals = [max((-(-n // s) - 1) * s + k - n, 0) for n, s, k in ((11, 2, 4), (13, 3, 3))]
+            small = [t // 2 for t in totals]
+            big = [t - s for t, s in zip(totals, small)]
+            first, last = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+            padded = F.pad(xt, (first[1], last[1], first[0], last[0]))
+        return torch.tanh(F.conv2d(padded, torch.tensor(w), stride=(2, 3))).mean((2, 3)) @ torch.tensor(fc).T
+
+    assert_matches(grad, autograd_image_gradient(forward, x, classes))
 
 
 @pytest.mark.parametrize("trans_a, trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
@@ -454,18 +465,18 @@ def test_gemm_transposes_and_matmul(trans_a, trans_b):
         helper.make_node("MatMul", ["h", "right"], ["scores"]),
     ]
     inits = {"row": row, "right": right, "bias": np.ones(3)}
-    model = classifier(nodes, inits, (4, 2, 2), logits_shape=["N", 3])
-    model.graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "batch_axis"))
+    model = classifier(nodes, inits, (4, 2, 2), logits_shape=["N", 3], int64_initializers={"batch_axis": [1]})
     cam_ready = augment_classifier(model, "image")
     x = rng.standard_normal((7, 4, 2, 2)).astype(np.float32)
     classes = np.arange(7) % 3
     (grad,) = run(cam_ready, x, classes, [gradients_name("image")])
-    xt = torch.tensor(x, requires_grad=True)
-    flat = xt.flatten(1)
-    q = flat.mean(0, keepdim=True).T * torch.tensor(row)
-    logits = (0.7 * flat @ q + 1.3) @ torch.tensor(right)
-    (expected,) = torch.autograd.grad(logits, xt, F.one_hot(torch.tensor(classes), 3).float())
-    assert_matches(grad, expected.numpy())
+
+    def forward(xt):
+        flat = xt.flatten(1)
+        q = flat.mean(0, keepdim=True).T * torch.tensor(row)
+        return (0.7 * flat @ q + 1.3) @ torch.tensor(right)
+
+    assert_matches(grad, autograd_image_gradient(forward, x, classes))
 
 
 def test_old_opset_is_converted_and_batch_made_dynamic(tmp_path):
@@ -521,18 +532,15 @@ def test_split_gather_squeeze_slice_reduce_sum():
         helper.make_node("Mul", ["sliced", "sliced"], ["squared"]),
         helper.make_node("ReduceSum", ["squared", "spatial"], ["scores"], keepdims=0),
     ]
-    model = classifier(nodes, {}, (4, 6, 6), logits_shape=["N", 3])
-    for name, value in {"sizes": [1, 3], "picked": [2, 0, 2], "two": [2], "start": [-5], "end": [100],
-                        "three": [3], "spatial": [2, 3]}.items():
-        model.graph.initializer.append(numpy_helper.from_array(np.asarray(value, np.int64), name))
+    constants = {"sizes": [1, 3], "picked": [2, 0, 2], "two": [2], "start": [-5], "end": [100], "three": [3],
+                 "spatial": [2, 3]}
+    model = classifier(nodes, {}, (4, 6, 6), logits_shape=["N", 3], int64_initializers=constants)
     cam_ready = augment_classifier(model, "image")
     x = np.random.default_rng(6).standard_normal((7, 4, 6, 6)).astype(np.float32)
     classes = np.arange(7) % 3
     (grad,) = run(cam_ready, x, classes, [gradients_name("image")])
-    xt = torch.tensor(x, requires_grad=True)
-    logits = (xt[:, 1:][:, [2, 0, 2]][:, :, :, 1:] ** 2).sum((2, 3))
-    (expected,) = torch.autograd.grad(logits, xt, F.one_hot(torch.tensor(classes), 3).float())
-    assert_matches(grad, expected.numpy())
+    expected = autograd_image_gradient(lambda xt: (xt[:, 1:][:, [2, 0, 2]][:, :, :, 1:] ** 2).sum((2, 3)), x, classes)
+    assert_matches(grad, expected)
 
 
 # -- the zoo ----------------------------------------------------------------------------------------
@@ -642,19 +650,20 @@ def test_abs_strided_slice_reduce_max_log_softmax_pad():
         helper.make_node("MatMul", ["flat", "w"], ["h"]),
         helper.make_node("LogSoftmax", ["h"], ["scores"], axis=1),
     ]
-    model = classifier(nodes, {"w": w, "half": np.float32(0.5)}, (4, 6, 6), logits_shape=["N", 5])
-    for name, value in {"pads": [0, 0, 1, 2, 0, 0, 0, 1], "starts": [1, 0], "ends": [7, 100],
-                        "axes": [2, 3], "steps": [2, 3], "last": [3]}.items():
-        model.graph.initializer.append(numpy_helper.from_array(np.asarray(value, np.int64), name))
+    constants = {"pads": [0, 0, 1, 2, 0, 0, 0, 1], "starts": [1, 0], "ends": [7, 100], "axes": [2, 3],
+                 "steps": [2, 3], "last": [3]}
+    model = classifier(nodes, {"w": w, "half": np.float32(0.5)}, (4, 6, 6), logits_shape=["N", 5],
+                       int64_initializers=constants)
     cam_ready = augment_classifier(model, "image")
     x = rng.standard_normal((7, 4, 6, 6)).astype(np.float32)
     classes = np.arange(7) % 5
     (grad,) = run(cam_ready, x, classes, [gradients_name("image")])
-    xt = torch.tensor(x, requires_grad=True)
-    strided = F.pad(xt, (2, 1, 1, 0), value=0.5).abs()[:, :, 1:7:2, 0::3]
-    logits = torch.log_softmax(strided.amax(3).flatten(1) @ torch.tensor(w), dim=1)
-    (expected,) = torch.autograd.grad(logits, xt, F.one_hot(torch.tensor(classes), 5).float())
-    assert_matches(grad, expected.numpy())
+
+    def forward(xt):
+        strided = F.pad(xt, (2, 1, 1, 0), value=0.5).abs()[:, :, 1:7:2, 0::3]
+        return torch.log_softmax(strided.amax(3).flatten(1) @ torch.tensor(w), dim=1)
+
+    assert_matches(grad, autograd_image_gradient(forward, x, classes))
 
 
 def test_reduce_max_splits_ties_evenly():
@@ -667,17 +676,14 @@ def test_reduce_max_splits_ties_evenly():
         helper.make_node("Flatten", ["peak"], ["flat"]),
         helper.make_node("MatMul", ["flat", "w"], ["scores"]),
     ]
-    model = classifier(nodes, {"w": w}, (4, 6, 5), logits_shape=["N", 3])
-    model.graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), "rows"))
+    model = classifier(nodes, {"w": w}, (4, 6, 5), logits_shape=["N", 3], int64_initializers={"rows": [2]})
     cam_ready = augment_classifier(model, "image")
     x = rng.standard_normal((3, 4, 6, 5)).astype(np.float32)
     x[:, :, 1] = x[:, :, 3] = x.max(2) + 1.0
     classes = np.array([0, 2, 1])
     (grad,) = run(cam_ready, x, classes, [gradients_name("image")])
-    xt = torch.tensor(x, requires_grad=True)
-    logits = xt.amax(2, keepdim=True).flatten(1) @ torch.tensor(w)
-    (expected,) = torch.autograd.grad(logits, xt, F.one_hot(torch.tensor(classes), 3).float())
-    np.testing.assert_allclose(grad, expected.numpy(), rtol=1e-6, atol=1e-7)
+    expected = autograd_image_gradient(lambda xt: xt.amax(2, keepdim=True).flatten(1) @ torch.tensor(w), x, classes)
+    np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(grad[:, :, 1], grad[:, :, 3])
     assert np.count_nonzero(np.delete(grad, [1, 3], axis=2)) == 0
 
@@ -707,18 +713,18 @@ def test_decomposed_normalization_and_elementwise_functions():
         helper.make_node("MatMul", ["flat", "w"], ["scores"]),
     ]
     inits = {"w": w, "two": np.float32(2.0), "epsilon": np.float32(1e-3), "one": np.float32(1.0)}
-    model = classifier(nodes, inits, (4, 5, 5), logits_shape=["N", 3])
-    for name, value in {"channels": [1], "spatial": [2, 3], "map": [1, 1, 5, 5]}.items():
-        model.graph.initializer.append(numpy_helper.from_array(np.asarray(value, np.int64), name))
+    constants = {"channels": [1], "spatial": [2, 3], "map": [1, 1, 5, 5]}
+    model = classifier(nodes, inits, (4, 5, 5), logits_shape=["N", 3], int64_initializers=constants)
     cam_ready = augment_classifier(model, "image")
     x = rng.standard_normal((7, 4, 5, 5)).astype(np.float32)
     classes = np.arange(7) % 3
     (grad,) = run(cam_ready, x, classes, [gradients_name("image")])
-    xt = torch.tensor(x, requires_grad=True)
-    centered = xt - xt.mean(1, keepdim=True)
-    normalized = centered * (centered.pow(2).mean(1, keepdim=True) + 1e-3).sqrt().reciprocal()
-    softplus = torch.log(torch.exp(-normalized) + 1.0)
-    gated = softplus.mean((2, 3), keepdim=True).expand(-1, -1, 5, 5) * softplus
-    logits = gated.flatten(1) @ torch.tensor(w)
-    (expected,) = torch.autograd.grad(logits, xt, F.one_hot(torch.tensor(classes), 3).float())
-    assert_matches(grad, expected.numpy())
+
+    def forward(xt):
+        centered = xt - xt.mean(1, keepdim=True)
+        normalized = centered * (centered.pow(2).mean(1, keepdim=True) + 1e-3).sqrt().reciprocal()
+        softplus = torch.log(torch.exp(-normalized) + 1.0)
+        gated = softplus.mean((2, 3), keepdim=True).expand(-1, -1, 5, 5) * softplus
+        return gated.flatten(1) @ torch.tensor(w)
+
+    assert_matches(grad, autograd_image_gradient(forward, x, classes))

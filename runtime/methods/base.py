@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from onnxcam.contract import LayerInfo
-from onnxcam.runtime.weighting import WEIGHTINGS, weighted_activation_sum
+from onnxcam.runtime.weighting import WEIGHTINGS, rectify, weighted_activation_sum
 
 if TYPE_CHECKING:
     from onnxcam.runtime.methods.passes import ModelPasses
@@ -49,17 +49,6 @@ class MethodContext:
     logits: np.ndarray
     layer: LayerInfo
     passes: ModelPasses
-
-
-def rectify(maps: np.ndarray, weighting: str) -> np.ndarray:
-    """The last step of a weighting on signed maps (any shape): ``relu`` keeps the positive part,
-    ``abs`` the magnitude; ``abs-weights`` and ``none`` leave the maps as they are (``abs-weights``
-    acts on the weights, before the sum)."""
-    if weighting == "relu":
-        return np.maximum(maps, 0.0)
-    if weighting == "abs":
-        return np.abs(maps)
-    return maps
 
 
 def elementwise_weighted_sum(weights: np.ndarray, activations: np.ndarray, weighting: str) -> np.ndarray:

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext, rectify
+from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
+from onnxcam.runtime.weighting import rectify
 
 
 def window_starts(size: int, window: int, stride: int) -> np.ndarray:
