@@ -48,7 +48,7 @@ demo: $(STAMP)
 # reports/localization/report.{md,html} and metrics.csv. Each synthetic model is exported twice:
 # ONNX Runtime computes every output on every call, so the input-gradient backward passes
 # (saliency, guided backprop, deconvnet, Guided Grad-CAM) live in a companion file that only those
-# methods run. Estimated ~31 min on an idle 2-core machine (docs/localization_report.md).
+# methods run. Roughly 30-35 min on an idle 2-core machine (docs/localization_report.md).
 # METHOD_BUDGET (seconds per method and model) is a safety net sized to let every method run on
 # all 2,000 images on such a machine; a slower machine cuts the slowest methods to a prefix of the
 # images, and the report gives n for every row. Reruns resume: finished result files are kept.

@@ -13,7 +13,10 @@ Methods Right" (CVPR 2020, github.com/clovaai/wsolevaluation, ``evaluation.py``,
   ``u8 > int(tau * u8.max())``, strictly greater;
 - contours come from ``cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)``, so holes are contours
   too; the largest is the first with the largest ``cv2.contourArea`` (polygon area: a one-pixel-wide
-  blob has area 0), in OpenCV's order (which lists later-found contours first);
+  blob has area 0), in OpenCV's order (which lists later-found contours first). The same boxes
+  and largest contour are computed for all thresholds at once from connected components
+  (:mod:`onnxcam.eval.component_sweep`), OpenCV settling the rare cuts the components leave open,
+  because a noisy map has thousands of contours per sweep;
 - a contour's box is ``(x, y, min(x + w, W - 1), min(y + h, H - 1))`` from ``cv2.boundingRect``:
   one pixel wider and taller than the tight inclusive box except at the right and bottom border;
   no contour gives the box ``(0, 0, 0, 0)``;
@@ -41,6 +44,7 @@ import cv2
 import numpy as np
 
 from onnxcam.eval.boxes import blob_boxes, box_iou, check_boxes, foreground_blob_boxes
+from onnxcam.eval.component_sweep import EMPTY, component_sweep
 
 WSOL_SIZE = 224
 V2_IOU_THRESHOLDS = (0.3, 0.5, 0.7)
@@ -107,24 +111,17 @@ def foreground_contours(quantised: np.ndarray, cut: int, crop: Crop | None = Non
     return contours
 
 
-VECTORIZED_FROM = 32
-"""Contours per threshold from which :func:`contour_geometry` and the boxes work in numpy at once:
-below, one OpenCV call per contour is cheaper than a dozen numpy calls (smooth CAM maps have a
-few contours; saliency maps a hundred and more)."""
-
-
 def contour_geometry(contours: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Bounding rects and polygon areas of OpenCV contours.
+    """Bounding rects and polygon areas of OpenCV contours, all in one numpy pass.
 
-    ``contours``: K >= 1 integer point arrays ``(n_k, 1, 2)`` from ``cv2.findContours``. Returns
-    rects ``(K, 4)`` int64 ``(x, y, w, h)`` equal to ``cv2.boundingRect`` (``w = max x - min x + 1``)
-    and areas ``(K,)`` float64 equal to ``cv2.contourArea``. From :data:`VECTORIZED_FROM` contours
-    on, one pass over all their points (the shoelace formula, exact for integer points).
+    ``contours``: K integer point arrays ``(n_k, 1, 2)`` from ``cv2.findContours``. Returns rects
+    ``(K, 4)`` int64 ``(x, y, w, h)`` equal to ``cv2.boundingRect`` (``w = max x - min x + 1``) and
+    areas ``(K,)`` float64 equal to ``cv2.contourArea`` (the shoelace formula, exact for integer
+    points).
     """
-    if len(contours) < VECTORIZED_FROM:
-        rects = np.array([cv2.boundingRect(contour) for contour in contours], dtype=np.int64)
-        return rects, np.array([cv2.contourArea(contour) for contour in contours], dtype=np.float64)
-    lengths = np.fromiter((len(contour) for contour in contours), dtype=np.intp, count=len(contours))
+    if len(contours) == 0:
+        return np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.float64)
+    lengths = np.fromiter(map(len, contours), dtype=np.intp, count=len(contours))
     ends = np.cumsum(lengths)
     starts = ends - lengths
     points = np.concatenate(contours).reshape(-1, 2).astype(np.int64)
@@ -137,79 +134,85 @@ def contour_geometry(contours: Sequence[np.ndarray]) -> tuple[np.ndarray, np.nda
     return np.concatenate([low, high - low + 1], axis=1), areas
 
 
-def margin_crop(rects: np.ndarray, shape: tuple[int, int]) -> Crop | None:
-    """The window around bounding rects ``(K, 4)`` ``(x, y, w, h)``, one pixel wider on each
-    side, clipped to a map of ``shape`` ``(H, W)``; ``None`` when there is no rectangle."""
-    if len(rects) == 0:
-        return None
-    x0, y0, x1, y1 = shape[1], shape[0], 0, 0
-    for x, y, w, h in rects.tolist():  # plain comparisons: a handful of rects, at every threshold
-        if x < x0:
-            x0 = x
-        if y < y0:
-            y0 = y
-        if x + w > x1:
-            x1 = x + w
-        if y + h > y1:
-            y1 = y + h
-    return max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, shape[1]), min(y1 + 1, shape[0])
+class SweepBoxes(NamedTuple):
+    """Boxes of a map at every threshold of a sweep, flat: threshold ``t`` has the rows
+    ``starts[t]:starts[t] + counts[t]`` of ``boxes`` ``(K, 4)`` (``counts >= 1``; thresholds with the
+    same foreground share rows) and its largest box is row ``largest[t]``."""
+
+    boxes: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+    largest: np.ndarray
+
+    def at(self, t: int) -> np.ndarray:
+        """The ``(counts[t], 4)`` boxes of threshold ``t``."""
+        return self.boxes[self.starts[t] : self.starts[t] + self.counts[t]]
 
 
-_NO_RECTS = np.zeros((0, 4), dtype=np.int64)
-_NO_AREAS = np.zeros(0, dtype=np.float64)
+def _largest_by_opencv(quantised: np.ndarray, cut: int, rows: np.ndarray) -> tuple[int, int, int, int]:
+    """The WSOL box of the first largest contour of ``quantised > cut`` by OpenCV itself, in the
+    window around the foreground's components ``rows`` ``(K, 4)`` (x0, y0, x1, y1)."""
+    height, width = quantised.shape
+    window = (
+        max(int(rows[:, 0].min()) - 1, 0), max(int(rows[:, 1].min()) - 1, 0),
+        min(int(rows[:, 2].max()) + 2, width), min(int(rows[:, 3].max()) + 2, height),
+    )
+    rects, areas = contour_geometry(foreground_contours(quantised, cut, window))
+    x, y, w, h = rects[int(np.argmax(areas))].tolist()  # the first of equal areas, like max()
+    return x, y, min(x + w, width - 1), min(y + h, height - 1)
 
 
-def nested_foreground_contours(quantised: np.ndarray, cuts: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per cut of an ascending ``cuts``, the bounding rects ``(K, 4)`` and areas ``(K,)`` of the
-    contours of ``quantised > cut`` (:func:`contour_geometry`, OpenCV's contour order).
+def _wsol_sweep_boxes(cam: np.ndarray, thresholds: np.ndarray) -> SweepBoxes:
+    quantised = (cam * 255).astype(np.uint8)
+    cuts, cut_of = np.unique(np.trunc(thresholds * int(quantised.max())).astype(np.int64), return_inverse=True)
+    found = component_sweep(quantised, cuts)
+    height, width = cam.shape
+    u, x0, y0, x1, y1 = found.outer.T
+    outer = np.stack([x0, y0, np.minimum(x1 + 1, width - 1), np.minimum(y1 + 1, height - 1)], axis=1)
+    hole_u, hx0, hy0, hx1, hy1 = found.holes.T
+    # A hole's border runs through the foreground pixels around it: its rect is one pixel larger.
+    holes = np.stack([hx0 - 1, hy0 - 1, np.minimum(hx1 + 2, width - 1), np.minimum(hy1 + 2, height - 1)], axis=1)
+    empty = np.flatnonzero(found.largest == EMPTY)  # no contour: the box (0, 0, 0, 0)
+    cut_of_row = np.concatenate([u, hole_u, empty])
+    order = np.argsort(cut_of_row, kind="stable")
+    boxes = np.concatenate([outer, holes, np.zeros((len(empty), 4), dtype=np.int64)])[order]
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    counts = np.bincount(cut_of_row, minlength=len(cuts))
+    starts = np.cumsum(counts) - counts
+    largest = np.where(found.largest >= 0, found.largest, 0)
+    largest = position[largest] if len(position) else largest
+    largest[empty] = position[len(u) + len(hole_u) + np.arange(len(empty))]
+    for cut in np.flatnonzero(found.ask_opencv).tolist():
+        box = _largest_by_opencv(quantised, int(cuts[cut]), found.outer[u == cut, 1:])
+        segment = boxes[starts[cut] : starts[cut] + counts[cut]]
+        largest[cut] = starts[cut] + int(np.flatnonzero((segment == box).all(axis=1))[0])
+    return SweepBoxes(boxes, starts[cut_of], counts[cut_of], largest[cut_of])
 
-    The foregrounds are nested (each lies inside the one before), so each cut's contours are found
-    in the window around the previous cut's (:func:`margin_crop`), with the same result as
-    :func:`foreground_contours` on the whole map; an empty foreground ends the search.
-    """
-    found = []
-    crop: Crop | None = (0, 0, quantised.shape[1], quantised.shape[0])
-    for cut in cuts:
-        contours = foreground_contours(quantised, cut, crop) if crop is not None else ()
-        rects, areas = contour_geometry(contours) if contours else (_NO_RECTS, _NO_AREAS)
-        found.append((rects, areas))
-        crop = margin_crop(rects, quantised.shape)
-    return found
 
-
-def _contour_boxes(rects: np.ndarray, areas: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
-    """WSOL boxes ``(K, 4)`` of contours given their bounding rects and areas (on a map of
-    ``shape`` ``(H, W)``), and the index of the largest contour."""
-    if len(rects) == 0:
-        return np.zeros((1, 4), dtype=np.int64), 0
-    height, width = shape
-    if len(rects) < VECTORIZED_FROM:
-        boxes = np.array(
-            [(x, y, min(x + w, width - 1), min(y + h, height - 1)) for x, y, w, h in rects.tolist()], dtype=np.int64
-        )
+def _native_sweep_boxes(cam: np.ndarray, thresholds: np.ndarray) -> SweepBoxes:
+    if cam.max() <= 0:
+        per_threshold = [blob_boxes(cam, 0.0)] * len(thresholds)
     else:
-        x, y, w, h = rects.T
-        boxes = np.stack([x, y, np.minimum(x + w, width - 1), np.minimum(y + h, height - 1)], axis=1)
-    return boxes, int(np.argmax(areas))  # the first of equal areas, like Python's max()
-
-
-def _boxes_per_threshold(scoremap: np.ndarray, thresholds: np.ndarray, rule: Rule) -> list[tuple[np.ndarray, int]]:
-    cam = check_scoremap(scoremap)
-    thresholds = np.asarray(thresholds, dtype=np.float64)
-    if rule == "native":
-        if cam.max() <= 0:
-            return [blob_boxes(cam, 0.0)] * len(thresholds)
         foreground = np.empty(cam.shape, dtype=bool)
         peak = cam.max()
-        return [foreground_blob_boxes(np.greater_equal(cam, tau * peak, out=foreground)) for tau in thresholds]
-    if rule != "wsol":
-        raise ValueError(f"unknown box rule {rule!r}; expected 'wsol' or 'native'")
-    quantised = (cam * 255).astype(np.uint8)
-    cuts = np.trunc(thresholds * int(quantised.max())).astype(np.int64)
-    unique_cuts = np.unique(cuts).tolist()
-    found = nested_foreground_contours(quantised, unique_cuts)
-    cache = {cut: _contour_boxes(rects, areas, cam.shape) for cut, (rects, areas) in zip(unique_cuts, found)}
-    return [cache[cut] for cut in cuts.tolist()]
+        per_threshold = [foreground_blob_boxes(np.greater_equal(cam, tau * peak, out=foreground)) for tau in thresholds]
+    counts = np.array([len(boxes) for boxes, _ in per_threshold], dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    largest = starts + np.array([index for _, index in per_threshold], dtype=np.int64)
+    return SweepBoxes(np.concatenate([boxes for boxes, _ in per_threshold]), starts, counts, largest)
+
+
+def sweep_boxes(scoremap: np.ndarray, thresholds: Sequence[float], rule: Rule = "wsol") -> SweepBoxes:
+    """The boxes of a ``[0, 1]`` map at every threshold, by the WSOL contour rule or the native
+    blob rule (see the module docstring)."""
+    cam = check_scoremap(scoremap)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if rule == "wsol":
+        return _wsol_sweep_boxes(cam, thresholds)
+    if rule == "native":
+        return _native_sweep_boxes(cam, thresholds)
+    raise ValueError(f"unknown box rule {rule!r}; expected 'wsol' or 'native'")
 
 
 def wsol_boxes_from_scoremap(
@@ -220,13 +223,14 @@ def wsol_boxes_from_scoremap(
     ``scoremap`` is 2-D in ``[0, 1]`` (see :func:`check_scoremap`); the rule is the module's
     (uint8 quantisation, strict ``>``, ``RETR_TREE`` contours, ``boundingRect`` boxes clipped to
     ``W - 1``, ``H - 1``). With ``multi_contour=False`` each entry holds the largest contour's
-    box only (``K = 1``); with ``True`` one box per contour, holes included. No contour gives
+    box only (``K = 1``); with ``True`` one box per contour, holes included, components before holes
+    (not OpenCV's order: only the set and the largest count). No contour gives
     ``[(0, 0, 0, 0)]``.
     """
-    per_threshold = _boxes_per_threshold(scoremap, np.asarray(thresholds), "wsol")
+    swept = sweep_boxes(scoremap, thresholds, "wsol")
     if multi_contour:
-        return [boxes for boxes, _ in per_threshold]
-    return [boxes[largest : largest + 1] for boxes, largest in per_threshold]
+        return [swept.at(t) for t in range(len(swept.starts))]
+    return [swept.boxes[index : index + 1] for index in swept.largest.tolist()]
 
 
 class IouCurves(NamedTuple):
@@ -249,12 +253,12 @@ def iou_curves(
     gt = check_boxes(gt_boxes, "gt_boxes")
     if len(gt) == 0:
         raise ValueError("an image needs at least one ground-truth box")
-    per_threshold = _boxes_per_threshold(scoremap, np.asarray(thresholds), rule)
-    counts = np.array([len(boxes) for boxes, _ in per_threshold])
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    best = box_iou(np.concatenate([boxes for boxes, _ in per_threshold]), gt).max(axis=1)
-    largest = best[starts + np.array([index for _, index in per_threshold], dtype=np.int64)]
-    return IouCurves(largest=largest, every=np.maximum.reduceat(best, starts))
+    swept = sweep_boxes(scoremap, thresholds, rule)
+    best = box_iou(swept.boxes, gt).max(axis=1)
+    # reduceat needs ascending, non-repeating offsets: one per distinct segment, then expanded.
+    segments, segment_of = np.unique(swept.starts, return_inverse=True)
+    every = np.maximum.reduceat(best, segments)[segment_of]
+    return IouCurves(largest=best[swept.largest], every=every)
 
 
 @dataclass(frozen=True)
