@@ -55,10 +55,10 @@ def _forest(n: int):
 
 
 @njit(cache=True, inline="always")
-def _add_pixel(p, width, height, eight, present, parent, size, x0, y0, x1, y1, head) -> int:
+def _add_pixel(p, width, height, eight, present, parent, size, x0, y0, x1, y1, head) -> None:
     """Add pixel ``p`` and merge it with its present neighbours (8- or 4-connected), the smaller
     component under the larger; a root's box is ``x0, y0, x1, y1[root]``, ``head[root]`` its first
-    pixel in raster order. Returns the root of ``p``'s component."""
+    pixel in raster order."""
     y = p // width
     x = p - y * width
     present[p] = True
@@ -86,7 +86,6 @@ def _add_pixel(p, width, height, eight, present, parent, size, x0, y0, x1, y1, h
             x1[big], y1[big] = max(x1[big], x1[small]), max(y1[big], y1[small])
             head[big] = min(head[big], head[small])
             root = big
-    return root
 
 
 @njit(cache=True)
@@ -134,6 +133,34 @@ def _grow(rows: np.ndarray, needed: int) -> np.ndarray:
     return bigger
 
 
+@njit(cache=True, inline="always")
+def _live_roots(roots, n_roots, parent, x0, y0, x1, y1, width, height, holes_only) -> int:
+    """Keep, at the front of ``roots[:n_roots]``, the pixels that are still roots (and, with
+    ``holes_only``, whose box stays off the map's border: such a component never becomes a hole
+    again, the background only grows); returns how many."""
+    live = 0
+    for k in range(n_roots):
+        r = roots[k]
+        if parent[r] != r:
+            continue
+        if holes_only and not (x0[r] > 0 and y0[r] > 0 and x1[r] < width - 1 and y1[r] < height - 1):
+            continue
+        roots[live] = r
+        live += 1
+    return live
+
+
+@njit(cache=True, inline="always")
+def _record(rows, n_rows, u, roots, n_roots, x0, y0, x1, y1):
+    """Append one row ``(u, x0, y0, x1, y1)`` per root of ``roots[:n_roots]``; returns the rows."""
+    rows = _grow(rows, n_rows + n_roots)
+    for k in range(n_roots):
+        r = roots[k]
+        rows[n_rows + k, 0], rows[n_rows + k, 1], rows[n_rows + k, 2] = u, x0[r], y0[r]
+        rows[n_rows + k, 3], rows[n_rows + k, 4] = x1[r], y1[r]
+    return rows
+
+
 @njit(cache=True)
 def pixels_by_level(quantised: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixel indices (raster) sorted by level, the number of cuts below the pixel's value (it is
@@ -178,21 +205,13 @@ def foreground_components(quantised: np.ndarray, cuts: np.ndarray, order: np.nda
             _add_pixel(p, width, height, True, present, parent, size, x0, y0, x1, y1, head)
             roots[n_roots] = p
             n_roots += 1
-        live = 0
-        for k in range(n_roots):
-            r = roots[k]
-            if parent[r] == r:
-                roots[live] = r
-                live += 1
-        n_roots = live
+        n_roots = _live_roots(roots, n_roots, parent, x0, y0, x1, y1, width, height, False)
         if n_roots == 0:
             continue
-        rows = _grow(rows, n_rows + n_roots)
+        rows = _record(rows, n_rows, u, roots, n_roots, x0, y0, x1, y1)
         top, top_bound = 0, -1
         for k in range(n_roots):
             r = roots[k]
-            rows[n_rows + k, 0], rows[n_rows + k, 1], rows[n_rows + k, 2] = u, x0[r], y0[r]
-            rows[n_rows + k, 3], rows[n_rows + k, 4] = x1[r], y1[r]
             bound = (x1[r] - x0[r]) * (y1[r] - y0[r])  # a polygon through centres
             if bound > top_bound:
                 top, top_bound = k, bound
@@ -236,18 +255,10 @@ def hole_components(quantised: np.ndarray, cuts: np.ndarray, order: np.ndarray, 
             _add_pixel(p, width, height, False, present, parent, size, x0, y0, x1, y1, head)
             roots[n_roots] = p
             n_roots += 1
-        live = 0
+        n_roots = _live_roots(roots, n_roots, parent, x0, y0, x1, y1, width, height, True)
+        rows = _record(rows, n_rows, u, roots, n_roots, x0, y0, x1, y1)
         for k in range(n_roots):
             r = roots[k]
-            if parent[r] == r and x0[r] > 0 and y0[r] > 0 and x1[r] < width - 1 and y1[r] < height - 1:
-                roots[live] = r
-                live += 1
-        n_roots = live
-        rows = _grow(rows, n_rows + n_roots)
-        for k in range(n_roots):
-            r = roots[k]
-            rows[n_rows + k, 0], rows[n_rows + k, 1], rows[n_rows + k, 2] = u, x0[r], y0[r]
-            rows[n_rows + k, 3], rows[n_rows + k, 4] = x1[r], y1[r]
             # The border runs one pixel outside the hole: a polygon up to (w + 1) x (h + 1).
             bound[u] = max(bound[u], (x1[r] - x0[r] + 2) * (y1[r] - y0[r] + 2))
         n_rows += n_roots

@@ -149,29 +149,35 @@ class SweepBoxes(NamedTuple):
         return self.boxes[self.starts[t] : self.starts[t] + self.counts[t]]
 
 
-def _largest_by_opencv(quantised: np.ndarray, cut: int, rows: np.ndarray) -> tuple[int, int, int, int]:
-    """The WSOL box of the first largest contour of ``quantised > cut`` by OpenCV itself, in the
-    window around the foreground's components ``rows`` ``(K, 4)`` (x0, y0, x1, y1)."""
+def wsol_boxes_of_rects(rects: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """WSOL boxes ``(K, 4)`` of contours' ``boundingRect`` values ``(K, 4)`` ``(x, y, w, h)`` on a
+    map of ``shape`` ``(H, W)``: ``(x, y, min(x + w, W - 1), min(y + h, H - 1))``."""
+    x, y, w, h = np.asarray(rects, dtype=np.int64).reshape(-1, 4).T
+    return np.stack([x, y, np.minimum(x + w, shape[1] - 1), np.minimum(y + h, shape[0] - 1)], axis=1)
+
+
+def _largest_by_opencv(quantised: np.ndarray, cut: int, boxes: np.ndarray) -> np.ndarray:
+    """The WSOL box ``(4,)`` of the first largest contour of ``quantised > cut`` by OpenCV itself,
+    searched in the window one pixel around the cut's WSOL ``boxes`` ``(K, 4)``."""
     height, width = quantised.shape
+    # A box ends one pixel past its contour (or at the border): +1 more for the window's margin.
     window = (
-        max(int(rows[:, 0].min()) - 1, 0), max(int(rows[:, 1].min()) - 1, 0),
-        min(int(rows[:, 2].max()) + 2, width), min(int(rows[:, 3].max()) + 2, height),
+        max(int(boxes[:, 0].min()) - 1, 0), max(int(boxes[:, 1].min()) - 1, 0),
+        min(int(boxes[:, 2].max()) + 1, width), min(int(boxes[:, 3].max()) + 1, height),
     )
     rects, areas = contour_geometry(foreground_contours(quantised, cut, window))
-    x, y, w, h = rects[int(np.argmax(areas))].tolist()  # the first of equal areas, like max()
-    return x, y, min(x + w, width - 1), min(y + h, height - 1)
+    return wsol_boxes_of_rects(rects[int(np.argmax(areas))], quantised.shape)[0]  # the first of equal areas, like max()
 
 
 def _wsol_sweep_boxes(cam: np.ndarray, thresholds: np.ndarray) -> SweepBoxes:
     quantised = (cam * 255).astype(np.uint8)
     cuts, cut_of = np.unique(np.trunc(thresholds * int(quantised.max())).astype(np.int64), return_inverse=True)
     found = component_sweep(quantised, cuts)
-    height, width = cam.shape
     u, x0, y0, x1, y1 = found.outer.T
-    outer = np.stack([x0, y0, np.minimum(x1 + 1, width - 1), np.minimum(y1 + 1, height - 1)], axis=1)
+    outer = wsol_boxes_of_rects(np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], axis=1), cam.shape)
     hole_u, hx0, hy0, hx1, hy1 = found.holes.T
     # A hole's border runs through the foreground pixels around it: its rect is one pixel larger.
-    holes = np.stack([hx0 - 1, hy0 - 1, np.minimum(hx1 + 2, width - 1), np.minimum(hy1 + 2, height - 1)], axis=1)
+    holes = wsol_boxes_of_rects(np.stack([hx0 - 1, hy0 - 1, hx1 - hx0 + 3, hy1 - hy0 + 3], axis=1), cam.shape)
     empty = np.flatnonzero(found.largest == EMPTY)  # no contour: the box (0, 0, 0, 0)
     cut_of_row = np.concatenate([u, hole_u, empty])
     order = np.argsort(cut_of_row, kind="stable")
@@ -180,12 +186,11 @@ def _wsol_sweep_boxes(cam: np.ndarray, thresholds: np.ndarray) -> SweepBoxes:
     position[order] = np.arange(len(order))
     counts = np.bincount(cut_of_row, minlength=len(cuts))
     starts = np.cumsum(counts) - counts
-    largest = np.where(found.largest >= 0, found.largest, 0)
-    largest = position[largest] if len(position) else largest
+    largest = position[np.maximum(found.largest, 0)]  # every cut has a row: an empty one its (0, 0, 0, 0)
     largest[empty] = position[len(u) + len(hole_u) + np.arange(len(empty))]
     for cut in np.flatnonzero(found.ask_opencv).tolist():
-        box = _largest_by_opencv(quantised, int(cuts[cut]), found.outer[u == cut, 1:])
         segment = boxes[starts[cut] : starts[cut] + counts[cut]]
+        box = _largest_by_opencv(quantised, int(cuts[cut]), segment)
         largest[cut] = starts[cut] + int(np.flatnonzero((segment == box).all(axis=1))[0])
     return SweepBoxes(boxes, starts[cut_of], counts[cut_of], largest[cut_of])
 
