@@ -6,7 +6,8 @@
 
 A row costs its pause, its set-up (an ONNX Runtime session, or a torch module's deep copy and
 hooks), its warm-up call and its timed calls (``benchmarks.measure.timed_rounds``; one call and no
-warm-up for a row that runs for minutes), exactly as ``benchmarks/test_bench.py`` spends them. A
+warm-up for a row that runs for minutes), and the floor calls interleaved with them, exactly as
+``benchmarks/test_bench.py`` spends them. A
 call's cost comes from :data:`COSTS`: the floor's time per model and batch, times a factor per
 implementation; perturbation rows (Score-CAM, the peers' Ablation-CAM) cost one forward pass per
 channel of the layer per image. Exports and the int8 copy count once per model when their files
@@ -69,14 +70,15 @@ class ModelCosts:
 
 
 COSTS = {
-    "resnet50": ModelCosts(0.042, 0.040, 0.045, 0.5, 0.5, 1.5, 37.0, 22.0, 60.0, {LAST: 2048, MIDDLE: 1024}),
+    "resnet50": ModelCosts(0.042, 0.040, 0.100, 0.5, 0.5, 1.5, 37.0, 22.0, 60.0, {LAST: 2048, MIDDLE: 1024}),
     "vgg16": ModelCosts(0.20, 0.19, 0.22, 5.0, 2.5, 4.0, 40.0, 24.0, 120.0, {LAST: 512, MIDDLE: 512}),
     "mobilenet_v2": ModelCosts(0.009, 0.008, 0.020, 0.2, 0.3, 0.5, 53.0, 28.0, 45.0, {LAST: 1280, MIDDLE: 64}),
     "efficientnet_lite0": ModelCosts(0.008, 0.008, 0.020, 0.2, 0.3, 1.0, 64.0, 36.0, 45.0, {LAST: 1280, MIDDLE: 112}),
     "resnet18": ModelCosts(0.018, 0.017, 0.030, 0.2, 0.3, 0.5, 25.0, 15.0, 30.0, {LAST: 512, MIDDLE: 256}),
 }
 """Measured here: the resnet50 floor, pytorch-grad-cam, captum and torchcam rows on an idle machine
-(docs/benchmarks.md); the other models' floors, set-ups and exports measured under load and
+(docs/benchmarks.md; the peers' perturbation passes: pytorch-grad-cam's AblationCAM and ScoreCAM
+took 195 s and 220 s for 2,048 passes on 2026-11-22); the other models' floors, set-ups and exports measured under load and
 scaled by resnet50's floor under the same load; exports as measured (an upper bound)."""
 
 CALL_FACTORS = {
@@ -120,12 +122,15 @@ def call_seconds(row: Row, costs: ModelCosts) -> float:
 
 
 def calls_seconds(row: Row, config: BenchConfig) -> float:
-    """Warm-up + timed calls, as test_bench.py makes them."""
-    call = call_seconds(row, COSTS[row.model])
+    """Warm-up + timed calls, as test_bench.py makes them, with the floor calls interleaved with
+    a row's own (one to warm up, one before each timed call)."""
+    costs = COSTS[row.model]
+    call = call_seconds(row, costs)
+    floor = 0.0 if row.implementation == FLOOR else floor_seconds(costs, row.batch)
     if row.runs_for_minutes:
-        return call
+        return call + 2 * floor
     rounds = timed_rounds(call, config.round_seconds, config.min_rounds, config.max_rounds)
-    return call * (rounds + (1 if config.warmup else 0))
+    return call * (rounds + (1 if config.warmup else 0)) + floor * (rounds + 1)
 
 
 def row_seconds(row: Row, config: BenchConfig) -> float:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from onnxcam.contract import INPUT, LOGITS
 from onnxcam.runtime import METHODS, CamSession
-from onnxcam.runtime.session import default_session_options
+from onnxcam.runtime.session_options import default_session_options, without_spinning
 
 from benchmarks.models import BenchModel
 from benchmarks.plan import (
@@ -56,9 +56,10 @@ def _providers(device: str) -> list[str]:
 
 
 def session_options(threads: int, profile_prefix: Path | None = None) -> ort.SessionOptions:
-    """onnxcam's default session options (the floor's too), ONNX Runtime's profiler on when
-    ``profile_prefix`` is given (``benchmarks.profile``)."""
-    options = default_session_options(threads)
+    """onnxcam's default session options without spinning, for the floor and onnxcam alike
+    (a row's calls alternate with the floor's: spinning threads of one would slow the other),
+    ONNX Runtime's profiler on when ``profile_prefix`` is given (``benchmarks.profile``)."""
+    options = without_spinning(default_session_options(threads))
     if profile_prefix is not None:
         options.enable_profiling = True
         options.profile_file_prefix = str(profile_prefix)

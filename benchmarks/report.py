@@ -45,6 +45,7 @@ CSV_COLUMNS = [
     "median_ms",
     "images_per_s",
     "ratio_to_floor",
+    "floor_ms",
     "speedup_vs_fastest_peer",
     "peak_rss_mb",
     "rounds",
@@ -72,7 +73,9 @@ def load_rows(document: dict) -> pd.DataFrame:
     """One row per benchmark, with the derived columns of :data:`CSV_COLUMNS` (plus ``device`` and
     the unlabelled ``impl``).
 
-    ratio_to_floor = median / median of the floor (same model, batch, device);
+    ratio_to_floor = median / floor_ms, the median of the floor calls made in alternation with the
+    row's own (test_bench.py); for the floor row itself, and runs that predate the interleaving,
+    the floor row's median (same model, batch, device);
     speedup_vs_fastest_peer = median of the fastest peer (same model, batch, layer, method,
     device) / median: above 1 is faster than every peer.
     """
@@ -94,6 +97,7 @@ def load_rows(document: dict) -> pd.DataFrame:
                 "device": info["device"],
                 "median_ms": median_ms,
                 "images_per_s": int(info["batch"]) / median_ms * 1e3,
+                "floor_ms": info.get("floor_ms") or math.nan,
                 "peak_rss_mb": info.get("peak_rss_mb"),
                 "rounds": int(bench["stats"]["rounds"]),
                 "load_1min": info.get("load_1min"),
@@ -106,10 +110,11 @@ def load_rows(document: dict) -> pd.DataFrame:
     if rows.empty:
         return rows
     floors = rows[rows.impl == FLOOR].groupby(["model", "batch", "device"]).median_ms.min()
-    rows["ratio_to_floor"] = [
-        median / floors.get((model, batch, device), math.nan)
-        for model, batch, device, median in zip(rows.model, rows.batch, rows.device, rows.median_ms)
+    rows["floor_ms"] = [
+        floor if floor == floor else floors.get((model, batch, device), math.nan)
+        for model, batch, device, floor in zip(rows.model, rows.batch, rows.device, rows.floor_ms)
     ]
+    rows["ratio_to_floor"] = rows.median_ms / rows.floor_ms
     keys = ["model", "batch", "layer", "method", "device"]
     fastest = rows[rows.impl.isin(PEERS)].groupby(keys).median_ms.min()
     rows["speedup_vs_fastest_peer"] = [
@@ -221,7 +226,9 @@ def _measure(goal: Goal, found: dict[tuple, pd.Series], model: str) -> float:
     row = found[_row_key(goal.row(model))]
     others = [found[_row_key(other)] for other in goal.compared_rows(model)]
     if goal.quantity == TIME_TO_FLOOR:
-        return row.median_ms / others[0].median_ms
+        # The floor calls interleaved with the row's own (load_rows); an estimate has medians only.
+        ratio = row.get("ratio_to_floor", math.nan)
+        return float(ratio) if pd.notna(ratio) else row.median_ms / others[0].median_ms
     if goal.quantity in (SPEEDUP_PGC, SPEEDUP_CAPTUM_TORCHCAM):
         return min(other.median_ms for other in others) / row.median_ms
     column = "cosine_to_pytorch_grad_cam" if goal.quantity == COSINE_PGC else "cosine_to_fp32"
@@ -302,13 +309,13 @@ def markdown_table(frame: pd.DataFrame, columns: list[str], digits: dict[str, in
 
 
 TABLE_COLUMNS = [
-    "batch", "layer", "method", "implementation", "median_ms", "images_per_s", "ratio_to_floor",
+    "batch", "layer", "method", "implementation", "median_ms", "images_per_s", "floor_ms", "ratio_to_floor",
     "speedup_vs_fastest_peer", "peak_rss_mb", "rounds", "cosine_to_pytorch_grad_cam",
     "max_abs_diff_to_pytorch_grad_cam", "cosine_to_fp32",
 ]
 TABLE_DIGITS = {
-    "median_ms": 1, "images_per_s": 1, "ratio_to_floor": 2, "speedup_vs_fastest_peer": 2, "peak_rss_mb": 0,
-    "cosine_to_pytorch_grad_cam": 4, "max_abs_diff_to_pytorch_grad_cam": 4, "cosine_to_fp32": 4,
+    "median_ms": 1, "images_per_s": 1, "floor_ms": 1, "ratio_to_floor": 2, "speedup_vs_fastest_peer": 2,
+    "peak_rss_mb": 0, "cosine_to_pytorch_grad_cam": 4, "max_abs_diff_to_pytorch_grad_cam": 4, "cosine_to_fp32": 4,
 }
 
 
@@ -332,15 +339,15 @@ def render_markdown(document: dict, rows: pd.DataFrame, skipped: list[dict[str, 
         f"- GPU: {bench.get('gpu') or 'none'}",
         f"- versions: {versions}",
         f"- commit: {commit}{' (dirty)' if document.get('commit_info', {}).get('dirty') else ''}",
-        f"- mode: {'BENCH_FULL' if bench.get('full') else 'default'}; {bench.get('pause_s')} s idle before every row "
-        "(worker threads stop spinning); ONNX Runtime sessions with onnxcam's default options "
-        "(ORT_ENABLE_ALL, spinning allowed) for the floor and onnxcam alike",
+        f"- mode: {'BENCH_FULL' if bench.get('full') else 'default'}; {bench.get('pause_s')} s idle before every row; "
+        "ONNX Runtime sessions with onnxcam's default options (ORT_ENABLE_ALL, one thread per core) and "
+        "spinning off, for the floor and onnxcam alike; before each timed call of a row, one floor call, timed apart",
         f"- load average (1, 5, 15 min) at the end: {', '.join(f'{v:.1f}' for v in load) if load else 'unknown'}; "
         "per-row 1-minute load in bench.csv",
         "",
         "median_ms: median of the timed calls (one call = a preprocessed float32 batch to normalised "
-        "maps at input resolution; the floor: to logits). ratio_to_floor: / the ONNX Runtime forward of "
-        "the plain classifier, same batch. speedup_vs_fastest_peer: fastest of pytorch-grad-cam, "
+        "maps at input resolution; the floor: to logits). ratio_to_floor: median_ms / floor_ms, the median of "
+        "the ONNX Runtime forward of the plain classifier (same batch) called in alternation with the row. speedup_vs_fastest_peer: fastest of pytorch-grad-cam, "
         "torchcam, captum for the same method and layer / this row. peak_rss_mb: resident memory the "
         "row added at its peak (its own weights included). cosine_to_pytorch_grad_cam / "
         "max_abs_diff_to_pytorch_grad_cam: onnxcam's maps against pytorch-grad-cam's for the same batch "

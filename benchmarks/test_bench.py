@@ -2,22 +2,27 @@
 
 Per row: pause (idle worker threads stop spinning), set up (session or CAM object, own copy of
 the weights), one warm-up call, then ``timed_rounds`` calls timed by pytest-benchmark; a row that
-runs for minutes (``Row.runs_for_minutes``) gets one timed call and no warm-up. The output is
-checked to be maps of the right shape in [0, 1], so a row that silently computes nothing cannot be
-timed, and compared with the maps of the rows named by ``map_references`` (same batch).
+runs for minutes (``Row.runs_for_minutes``) gets one timed call and no warm-up. Before each timed
+call the floor (same model, batch and device) runs once, timed apart (``floor_ms``): the row's
+``ratio_to_floor`` compares calls made in the same minutes, on the same noisy machine, not two
+rows timed minutes apart. The output is checked to be maps of the right shape in [0, 1], so a row
+that silently computes nothing cannot be timed, and compared with the maps of the rows named by
+``map_references`` (same batch).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from benchmarks.implementations import RowUnavailable, cuda_unavailable_reason, make_runner, onnx_file
 from benchmarks.measure import PeakMemory, input_batch, map_agreement, timed_rounds
-from benchmarks.plan import FLOOR, BenchConfig, Row, map_references, plan
+from benchmarks.plan import FLOOR, FORWARD, LAST, BenchConfig, Row, map_references, plan
 
 ROWS = plan(BenchConfig.from_env())
 _maps: dict[Row, np.ndarray] = {}
@@ -54,6 +59,20 @@ def test_row(row: Row, benchmark, bench_config: BenchConfig, bench_model) -> Non
         onnx_file(row, model)  # exported on first use: not part of the row's memory
     except RowUnavailable as exc:
         pytest.skip(str(exc))
+    interleaved_floor = None
+    if row.implementation != FLOOR:
+        # Made and warmed before the row's memory is measured: its arena is allocated by then.
+        interleaved_floor = make_runner(replace(row, layer=LAST, implementation=FLOOR, method=FORWARD), model, bench_config.threads)
+        interleaved_floor(batch)
+    floor_seconds: list[float] = []
+
+    def floor_call() -> tuple[tuple[np.ndarray], dict]:
+        if interleaved_floor is not None:
+            started = time.perf_counter()
+            interleaved_floor(batch)
+            floor_seconds.append(time.perf_counter() - started)
+        return (batch,), {}
+
     time.sleep(bench_config.pause_s)
     memory = PeakMemory()
     memory.start()
@@ -80,11 +99,14 @@ def test_row(row: Row, benchmark, bench_config: BenchConfig, bench_model) -> Non
         input_size=model.input_size,
         warmup_s=warm_call_s,
     )
-    output = benchmark.pedantic(runner, args=(batch,), rounds=rounds, iterations=1, warmup_rounds=0)
+    output = benchmark.pedantic(runner, setup=floor_call, rounds=rounds, iterations=1, warmup_rounds=0)
     check_output(row, output, row.batch, model.input_size)
     if row in _referenced:
         _maps[row] = np.asarray(output)
     # Other processes on the machine skew a row; the 1-minute load average lets a reader see it.
     benchmark.extra_info.update(
-        peak_rss_mb=memory.added_mb(), load_1min=os.getloadavg()[0], **agreement_columns(row, np.asarray(output))
+        peak_rss_mb=memory.added_mb(),
+        load_1min=os.getloadavg()[0],
+        floor_ms=statistics.median(floor_seconds) * 1e3 if floor_seconds else None,
+        **agreement_columns(row, np.asarray(output)),
     )

@@ -58,12 +58,6 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
         description=EVAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("models", nargs="*", type=Path, metavar="MODEL.onnx", help="CAM-ready models")
-    parser.add_argument(
-        "--input-gradients-model", action="append", type=Path, metavar="MODEL.onnx",
-        help="the same network exported with --input-gradients, once per MODEL in the same order: "
-        "saliency, guided-backprop, deconvnet and guided-gradcam run on it, the other methods on MODEL "
-        "(a file with input gradients computes them on every call, several times the cost)",
-    )
     parser.add_argument("--dataset", choices=("synthetic", "demo-photos"), default="synthetic")
     parser.add_argument("--images", type=int, default=2000, help="synthetic held-out images (default 2000)")
     parser.add_argument("--out", type=Path, default=Path("reports/localization"), help="output folder")
@@ -75,7 +69,9 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
         "--method-budget", type=float, metavar="S",
         help="seconds a method may take per model; slower methods run on a prefix of the images",
     )
-    parser.add_argument("--workers", type=int, help="scoring processes (default: one per core; 0: none)")
+    parser.add_argument(
+        "--workers", type=int, help="worker processes that explain and score (default: one per core; 0: none)"
+    )
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--no-report", action="store_true", help="only compute; write the report later")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -88,12 +84,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from onnxcam.eval.run import EvaluationRun, demo_photos_eval_set, synthetic_eval_set
     from onnxcam.runtime import CamSession
 
-    companions = args.input_gradients_model or []
-    if companions and len(companions) != len(args.models):
-        raise ValueError(
-            f"give --input-gradients-model once per model ({len(args.models)}), got {len(companions)}"
-        )
-    for path, companion in zip(args.models, companions or [None] * len(args.models)):
+    for path in args.models:
         if not path.is_file():
             raise FileNotFoundError(f"model {path} not found")
         if args.dataset == "synthetic":
@@ -104,7 +95,6 @@ def run_eval(args: argparse.Namespace) -> int:
         run = EvaluationRun(
             path, data, args.out, layer=args.layer, methods=args.method, step=args.step, chunk_size=args.chunk,
             method_budget_s=args.method_budget, workers=args.workers, progress=not args.quiet,
-            input_gradients_model=companion,
         )
         print(f"{path}: results in {run.run()}")
     if not args.no_report:

@@ -37,55 +37,69 @@ EMPTY = -1
 
 @njit(cache=True, inline="always")
 def _find(parent: np.ndarray, p: int) -> int:
-    root = p
-    while parent[root] != root:
-        root = parent[root]
-    while parent[p] != root:
-        following = parent[p]
-        parent[p] = root
-        p = following
-    return root
+    while parent[p] != p:  # path halving: every other node on the way points to its grandparent
+        parent[p] = parent[parent[p]]
+        p = parent[p]
+    return p
 
 
 @njit(cache=True)
 def _forest(n: int):
-    """Union-find arrays for ``n`` pixels: parent, size, box corners x0, y0, x1, y1 and head."""
+    """Union-find arrays for ``n`` (padded) pixels: parent, size, box corners x0, y0, x1, y1 and head."""
     return (np.arange(n).astype(np.int32), np.ones(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int32),
             np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int32))
 
 
+@njit(cache=True)
+def _neighbour_ring(width: int, eight: bool) -> np.ndarray:
+    """Offsets of a pixel's neighbours in a map padded by one pixel all round: the 8 in ring order
+    (each next to the one before, the last next to the first), or the 4 edge neighbours."""
+    stride = width + 2
+    if eight:
+        return np.array([-stride, -stride + 1, 1, stride + 1, stride, stride - 1, -1, -stride - 1], dtype=np.int64)
+    return np.array([-stride, 1, stride, -1], dtype=np.int64)
+
+
 @njit(cache=True, inline="always")
-def _add_pixel(p, width, height, eight, present, parent, size, x0, y0, x1, y1, head) -> None:
-    """Add pixel ``p`` and merge it with its present neighbours (8- or 4-connected), the smaller
-    component under the larger; a root's box is ``x0, y0, x1, y1[root]``, ``head[root]`` its first
-    pixel in raster order."""
+def _add_pixel(p, width, ring, eight, present, parent, size, x0, y0, x1, y1, head) -> int:
+    """Add raster pixel ``p``, merging the components of its present neighbours (8-connected with
+    ``eight``, else 4-connected), the smaller under the larger; returns its padded index.
+
+    Arrays are indexed by padded pixel (a one-pixel frame that is never present, so neighbours need
+    no bounds checks); a root's box is ``x0, y0, x1, y1[root]`` in map coordinates and ``head[root]``
+    its first pixel in raster order (padded index). Present pixels that touch are always in one
+    component, so of a run of present neighbours along the 8-ring only the first needs a find.
+    """
     y = p // width
     x = p - y * width
-    present[p] = True
-    x0[p], y0[p], x1[p], y1[p] = x, y, x, y
-    head[p] = p
-    root = p
-    for dy in range(-1, 2):
-        ny = y + dy
-        if ny < 0 or ny >= height:
-            continue
-        for dx in range(-1, 2):
-            nx = x + dx
-            if nx < 0 or nx >= width or (dy == 0 and dx == 0) or (not eight and dy != 0 and dx != 0):
-                continue
-            neighbour = ny * width + nx
-            if not present[neighbour]:
-                continue
-            other = _find(parent, neighbour)
-            if other == root:
-                continue
-            big, small = (root, other) if size[root] >= size[other] else (other, root)
-            parent[small] = big
-            size[big] += size[small]
-            x0[big], y0[big] = min(x0[big], x0[small]), min(y0[big], y0[small])
-            x1[big], y1[big] = max(x1[big], x1[small]), max(y1[big], y1[small])
-            head[big] = min(head[big], head[small])
-            root = big
+    q = p + 2 * y + width + 3  # (y + 1) * (width + 2) + x + 1
+    present[q] = True
+    root = -1
+    previous = False  # not the ring's last: with all 8 present no run would start
+    for k in range(len(ring)):
+        here = present[q + ring[k]]
+        if here and not previous:
+            other = _find(parent, q + ring[k])
+            if root < 0:
+                root = other
+            elif other != root:
+                big, small = (root, other) if size[root] >= size[other] else (other, root)
+                parent[small] = big
+                size[big] += size[small]
+                x0[big], y0[big] = min(x0[big], x0[small]), min(y0[big], y0[small])
+                x1[big], y1[big] = max(x1[big], x1[small]), max(y1[big], y1[small])
+                head[big] = min(head[big], head[small])
+                root = big
+        previous = eight and here
+    if root < 0:  # a new component
+        x0[q], y0[q], x1[q], y1[q], head[q] = x, y, x, y, q
+        return q
+    parent[q] = root
+    size[root] += 1
+    x0[root], y0[root] = min(x0[root], x), min(y0[root], y)
+    x1[root], y1[root] = max(x1[root], x), max(y1[root], y)
+    head[root] = min(head[root], q)
+    return q
 
 
 @njit(cache=True)
@@ -182,17 +196,22 @@ def pixels_by_level(quantised: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray
 
 
 @njit(cache=True)
-def foreground_components(quantised: np.ndarray, cuts: np.ndarray, order: np.ndarray, starts: np.ndarray):
+def foreground_components(
+    quantised: np.ndarray, cuts: np.ndarray, order: np.ndarray, starts: np.ndarray, hole_bound: np.ndarray
+):
     """The 8-connected components of ``quantised > cuts[u]`` for every cut, and each cut's largest
     outer border.
 
+    ``hole_bound``: per cut, the largest area a hole's border could have (:func:`hole_components`).
     Returns ``rows`` ``(K, 5)`` int64 ``(u, x0, y0, x1, y1)`` (inclusive pixel boxes), ``largest``
     ``(U,)`` (the row of the component with the largest outer border, or :data:`EMPTY`) and
-    ``best`` ``(U,)`` float64, that border's area.
+    ``best`` ``(U,)`` float64, that border's area (``inf`` where a cut has one component and no
+    hole: the only contour needs no tracing).
     """
     height, width = quantised.shape
-    parent, size, x0, y0, x1, y1, head = _forest(height * width)
-    present = np.zeros(height * width, dtype=np.bool_)
+    parent, size, x0, y0, x1, y1, head = _forest((height + 2) * (width + 2))
+    present = np.zeros((height + 2) * (width + 2), dtype=np.bool_)
+    ring = _neighbour_ring(width, True)
     roots = np.empty(height * width, dtype=np.int64)
     n_roots = 0
     rows = np.empty((1024, 5), dtype=np.int64)
@@ -201,14 +220,16 @@ def foreground_components(quantised: np.ndarray, cuts: np.ndarray, order: np.nda
     best = np.zeros(len(cuts), dtype=np.float64)
     for u in range(len(cuts) - 1, -1, -1):
         for i in range(starts[u + 1], starts[u + 2]):  # pixels whose level is u + 1
-            p = order[i]
-            _add_pixel(p, width, height, True, present, parent, size, x0, y0, x1, y1, head)
-            roots[n_roots] = p
+            roots[n_roots] = _add_pixel(order[i], width, ring, True, present, parent, size, x0, y0, x1, y1, head)
             n_roots += 1
         n_roots = _live_roots(roots, n_roots, parent, x0, y0, x1, y1, width, height, False)
         if n_roots == 0:
             continue
         rows = _record(rows, n_rows, u, roots, n_roots, x0, y0, x1, y1)
+        if n_roots == 1 and hole_bound[u] == 0:
+            largest[u], best[u] = n_rows, np.inf
+            n_rows += 1
+            continue
         top, top_bound = 0, -1
         for k in range(n_roots):
             r = roots[k]
@@ -216,13 +237,13 @@ def foreground_components(quantised: np.ndarray, cuts: np.ndarray, order: np.nda
             if bound > top_bound:
                 top, top_bound = k, bound
         r = roots[top]
-        area = outer_border_area(quantised, cuts[u], head[r] // width, head[r] % width)
+        area = outer_border_area(quantised, cuts[u], head[r] // (width + 2) - 1, head[r] % (width + 2) - 1)
         winner = top
         for k in range(n_roots):
             r = roots[k]
             if k == top or (x1[r] - x0[r]) * (y1[r] - y0[r]) < area:
                 continue
-            other = outer_border_area(quantised, cuts[u], head[r] // width, head[r] % width)
+            other = outer_border_area(quantised, cuts[u], head[r] // (width + 2) - 1, head[r] % (width + 2) - 1)
             # OpenCV lists later-found borders first, so of equal areas the border found last (the
             # component whose first pixel comes last in raster order) is its first largest.
             if other > area or (other == area and head[r] > head[roots[winner]]):
@@ -242,8 +263,9 @@ def hole_components(quantised: np.ndarray, cuts: np.ndarray, order: np.ndarray, 
     and ``(U,)`` int64: per cut, the largest area a hole's border polygon could have.
     """
     height, width = quantised.shape
-    parent, size, x0, y0, x1, y1, head = _forest(height * width)
-    present = np.zeros(height * width, dtype=np.bool_)
+    parent, size, x0, y0, x1, y1, head = _forest((height + 2) * (width + 2))
+    present = np.zeros((height + 2) * (width + 2), dtype=np.bool_)
+    ring = _neighbour_ring(width, False)
     roots = np.empty(height * width, dtype=np.int64)
     n_roots = 0
     rows = np.empty((1024, 5), dtype=np.int64)
@@ -251,9 +273,7 @@ def hole_components(quantised: np.ndarray, cuts: np.ndarray, order: np.ndarray, 
     bound = np.zeros(len(cuts), dtype=np.int64)
     for u in range(len(cuts)):
         for i in range(starts[u], starts[u + 1]):  # pixels whose level is u: background from cut u on
-            p = order[i]
-            _add_pixel(p, width, height, False, present, parent, size, x0, y0, x1, y1, head)
-            roots[n_roots] = p
+            roots[n_roots] = _add_pixel(order[i], width, ring, False, present, parent, size, x0, y0, x1, y1, head)
             n_roots += 1
         n_roots = _live_roots(roots, n_roots, parent, x0, y0, x1, y1, width, height, True)
         rows = _record(rows, n_rows, u, roots, n_roots, x0, y0, x1, y1)
@@ -284,7 +304,7 @@ def component_sweep(quantised: np.ndarray, cuts: np.ndarray) -> ComponentSweep:
     quantised = np.ascontiguousarray(quantised, dtype=np.uint8)
     cuts = np.ascontiguousarray(cuts, dtype=np.int64)
     order, starts = pixels_by_level(quantised, cuts)
-    outer, largest, best = foreground_components(quantised, cuts, order, starts)
     holes, hole_bound = hole_components(quantised, cuts, order, starts)
+    outer, largest, best = foreground_components(quantised, cuts, order, starts, hole_bound)
     ask = (largest != EMPTY) & (hole_bound >= best)
     return ComponentSweep(outer, holes, largest, ask)

@@ -93,7 +93,9 @@ def load_run(folder: str | os.PathLike) -> RunResults:
         if status.get("skipped"):
             results.skipped[method] = status["reason"]
             continue
-        arrays = _concatenated(list((folder / "chunks" / method).glob("*.npz")))
+        # A method cut to a prefix by its budget may have chunks past it (scored while it was sized).
+        chunks = [path for path in (folder / "chunks" / method).glob("*.npz") if int(path.stem) < status["n"]]
+        arrays = _concatenated(chunks)
         for weighting in state["config"]["weightings"]:
             prefix = f"{weighting}__"
             variant = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}

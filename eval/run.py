@@ -17,8 +17,11 @@ of model passes. Per image and variant the run keeps:
 
 Work is cut into chunks of images; each (method, chunk) result is written atomically as one
 ``.npz`` file under ``runs/<dataset>/<model>/``, so an interrupted run resumes where it stopped.
-Scoring (contours at every threshold) runs in worker processes while ONNX Runtime computes the next
-chunk; a map that another weighting gave for the same image is scored once. A method whose
+Each (method, chunk) is explained and scored (contours at every threshold) in a worker process, one
+per core, each with a single-threaded ONNX Runtime session of its own: the cores never wait on one
+another, whether a method's time goes to model passes (Score-CAM, occlusion) or to scoring (a
+method's progress bar counts the chunks handed out); a map that another weighting gave for the
+same image is scored once. A method whose
 measured cost would exceed ``method_budget_s`` is run on a prefix of the images only (recorded in
 ``run.json``, reported with its ``n``).
 """
@@ -242,11 +245,12 @@ def distinct_maps(variants: dict[str, tuple[np.ndarray, Sequence[np.ndarray]]]) 
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` as a compressed ``.npz`` atomically."""
+    """Write ``arrays`` as an ``.npz`` atomically, uncompressed: the raw maps of the input-gradient
+    methods are noise to zlib (9.8 instead of 11.1 MB a chunk) and cost it half a second."""
 
     def save(temporary: str) -> None:
         with open(temporary, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            np.savez(handle, **arrays)
 
     return write_atomically(path, save)
 
@@ -254,7 +258,7 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 def score_chunk(
     path: Path, start: int, variants: dict[str, tuple[np.ndarray, list[np.ndarray]]], truth: ChunkTruth, step: float
 ) -> Path:
-    """Score every weighting of one (method, chunk) and write ``path``; runs in a worker process.
+    """Score every weighting of one (method, chunk) and write ``path``.
 
     Maps that another weighting already gave for the same image are scored once (:func:`distinct_maps`).
     """
@@ -267,6 +271,68 @@ def score_chunk(
         for key, value in scored.items():
             arrays[f"{weighting}__{key}"] = value[picks]
     return save_npz(path, arrays)
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Explaining and scoring one (method, chunk): everything a worker process needs (picklable)."""
+
+    model_path: str
+    method: str
+    weightings: tuple[str, ...]
+    layer: str
+    images: list[np.ndarray]
+    labels: np.ndarray
+    truth: ChunkTruth
+    path: Path
+    start: int
+    step: float
+
+
+_sessions: dict[tuple[str, int | None], object] = {}
+"""The CamSession of each model a process explains with, made on its first chunk."""
+
+
+def chunk_session(model_path: str, threads: int | None = None):
+    """This process's CamSession of ``model_path``, made once: ``threads`` intra-op threads (default:
+    one per core) that sleep between runs instead of spinning (other processes need the cores),
+    and ``prune_graph`` (each method computes only the outputs it reads)."""
+    from onnxcam.runtime import CamSession
+    from onnxcam.runtime.session_options import default_session_options, without_spinning
+
+    key = (model_path, threads)
+    if key not in _sessions:
+        options = without_spinning(default_session_options(threads))
+        _sessions[key] = CamSession(model_path, session_options=options, prune_graph=True)
+    return _sessions[key]
+
+
+def explain_chunk(task: ChunkTask, threads: int | None = None) -> dict[str, tuple[np.ndarray, list[np.ndarray]]]:
+    """Every weighting of the task's method on its images, from one set of model passes."""
+    results = chunk_session(task.model_path, threads).explain_weightings(
+        task.images, task.method, task.weightings, class_index=task.labels, layer=task.layer
+    )
+    return {weighting: (result.raw_maps, list(result.maps)) for weighting, result in results.items()}
+
+
+def run_chunk(task: ChunkTask, threads: int | None = None) -> float:
+    """Explain and score one chunk, write its file; returns the seconds it took per image."""
+    began = time.perf_counter()
+    score_chunk(task.path, task.start, explain_chunk(task, threads), task.truth, task.step)
+    return (time.perf_counter() - began) / len(task.images)
+
+
+def _run_chunk_in_worker(task: ChunkTask) -> float:
+    return run_chunk(task, threads=1)  # one process per core: no intra-op threads to share cores
+
+
+def _submit(executor: ProcessPoolExecutor | None, task: ChunkTask) -> Future:
+    """:func:`run_chunk` in a worker, or here and now (a finished future) without workers."""
+    if executor is not None:
+        return executor.submit(_run_chunk_in_worker, task)
+    future: Future = Future()
+    future.set_result(run_chunk(task))
+    return future
 
 
 def _worker_init() -> None:
@@ -291,7 +357,7 @@ def negative_weight_fractions(session, batch: np.ndarray, labels: np.ndarray, la
 
     info = session.metadata.layer(layer)
     names = [info.activations, info.gradients] + ([info.cam_weights] if info.has_cam_weights else [])
-    fetched = dict(zip(names, session.session.run(names, {INPUT: batch, CLASS_INDEX: labels})))
+    fetched = dict(zip(names, session.run(names, {INPUT: batch, CLASS_INDEX: labels})))
     outputs = LayerOutputs(fetched[info.activations], fetched[info.gradients], fetched.get(info.cam_weights))
     fractions = {}
     for name, method in methods.items():
@@ -305,30 +371,12 @@ def negative_weight_fractions(session, batch: np.ndarray, labels: np.ndarray, la
     return fractions
 
 
-def companion_session(session, path: str | os.PathLike):
-    """A session of ``path``, the same network as ``session``'s exported with input gradients.
-
-    ONNX Runtime computes every output of a graph on every run, so a file with the three
-    input-gradient backward passes makes every method several times slower (measured: 7x for
-    Grad-CAM on synthetic_resnet); an evaluation keeps it for the methods that read them.
-    """
-    from onnxcam.runtime import CamSession
-
-    companion = CamSession(path)
-    ours, theirs = session.metadata, companion.metadata
-    if (theirs.arch, theirs.layer_names, theirs.num_classes) != (ours.arch, ours.layer_names, ours.num_classes):
-        raise ValueError(
-            f"{path} is not the network of {session.path}: arch, layers or classes differ "
-            f"({theirs.arch}, {theirs.layer_names}, {theirs.num_classes} vs {ours.arch}, {ours.layer_names}, {ours.num_classes})"
-        )
-    return companion
-
-
 class EvaluationRun:
     """One model on one :class:`EvalSet`, resumable, written under ``out/runs/<set>/<model>/``.
 
-    ``input_gradients_model``: the same network exported with input gradients, for saliency,
-    guided backpropagation, deconvnet and Guided Grad-CAM (see :func:`companion_session`).
+    The model runs with ``prune_graph``: each method computes only the outputs it reads, so one
+    file exported with input gradients serves the layer methods at their own cost and saliency,
+    guided backpropagation, deconvnet and Guided Grad-CAM at the cost of their one rule.
     """
 
     def __init__(
@@ -346,14 +394,10 @@ class EvaluationRun:
         workers: int | None = None,
         progress: bool = True,
         name: str | None = None,
-        input_gradients_model: str | os.PathLike | None = None,
     ):
-        from onnxcam.runtime import METHODS, CamSession
+        from onnxcam.runtime import METHODS
 
-        self.session = CamSession(model_path)
-        self.input_gradients_session = None
-        if input_gradients_model is not None:
-            self.input_gradients_session = companion_session(self.session, input_gradients_model)
+        self.session = chunk_session(str(model_path))
         self.data = data
         self.model_name = name or self.session.metadata.arch or Path(model_path).stem.split(".")[0]
         self.layer = layer or self.session.layers[0]
@@ -407,9 +451,12 @@ class EvaluationRun:
         executor = None
         if self.workers > 0:
             executor = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_worker_init)
+        pending: list[Future] = []  # scoring in flight, carried from one method to the next
         try:
             for method in self.config.methods:
-                self._method_pass(method, labels, executor)
+                self._method_pass(method, labels, executor, pending)
+            for future in pending:
+                future.result()
         finally:
             if executor is not None:
                 executor.shutdown(wait=True)
@@ -431,7 +478,7 @@ class EvaluationRun:
             if not path.is_file():
                 batch, _ = self.session.prepare(self._images(start))
                 top1 = np.full(len(batch), TOP1_CLASS, dtype=np.int64)
-                logits = self.session.session.run([LOGITS], {INPUT: batch, CLASS_INDEX: top1})[0]
+                logits = self.session.run([LOGITS], {INPUT: batch, CLASS_INDEX: top1})[0]
                 indices = range(start, start + len(batch))
                 accepted = [np.array(self.data.accepted(i)) for i in indices]
                 explained = np.array([a[np.argmax(row[a])] for a, row in zip(accepted, logits)], dtype=np.int64)
@@ -465,25 +512,19 @@ class EvaluationRun:
 
         return [w for w in self.config.weightings if w in METHODS[method].weightings]
 
-    def session_for(self, method: str):
-        """The session that explains ``method``: the input-gradients model for the methods that
-        need its outputs, else the model (which computes no input gradients on every call)."""
-        from onnxcam.runtime.methods import METHODS
-
-        if METHODS[method].input_gradient_rule is not None and self.input_gradients_session is not None:
-            return self.input_gradients_session
-        return self.session
-
-    def _explain(self, method: str, start: int, labels: np.ndarray) -> dict[str, tuple[np.ndarray, list[np.ndarray]]]:
-        """Every weighting of ``method`` on one chunk, from one set of model passes."""
-        images = self._images(start)
-        results = self.session_for(method).explain_weightings(
-            images, method, self.weightings_of(method),
-            class_index=labels[start : start + len(images)], layer=self.layer,
+    def _task(self, method: str, start: int, labels: np.ndarray, stop: int | None = None) -> ChunkTask:
+        images = self._images(start)[: None if stop is None else stop - start]
+        return ChunkTask(
+            model_path=str(self.session.path), method=method, weightings=tuple(self.weightings_of(method)),
+            layer=self.layer, images=images, labels=labels[start : start + len(images)],
+            truth=self._truth(start, labels), path=self.chunk_path(method, start), start=start, step=self.config.step,
         )
-        return {weighting: (result.raw_maps, list(result.maps)) for weighting, result in results.items()}
 
-    def _method_pass(self, method: str, labels: np.ndarray, executor: ProcessPoolExecutor | None) -> None:
+    def _method_pass(
+        self, method: str, labels: np.ndarray, executor: ProcessPoolExecutor | None, pending: list[Future]
+    ) -> None:
+        """Hand every missing chunk of ``method`` to the workers; ``pending`` holds the chunks in
+        flight (at most two per worker), finished ones are taken out."""
         from tqdm import tqdm
 
         status = self.state["methods"].get(method)
@@ -493,58 +534,45 @@ class EvaluationRun:
             self.state["methods"][method] = {"skipped": True, "reason": "accepts none of the weightings", "n": 0}
             self._save_state()
             return
-        n = len(self.data) if status is None else int(status["n"])
-        pending: list[Future] = []
-        bar = tqdm(total=len(self.starts(n)), desc=f"{self.model_name}: {method}", disable=not self.progress)
-        for start in self.starts(len(self.data)):
-            if status is not None and start >= n:
-                break
-            path = self.chunk_path(method, start)
-            if path.is_file():
-                bar.update()
-                continue
-            began = time.perf_counter()
-            try:
-                variants = self._explain(method, start, labels)
-            except ValueError as exc:
-                if status is not None:
-                    raise
-                # The model cannot do this method (e.g. CAM without a GAP + linear head).
+        if status is None:
+            try:  # one image here, so that a method the model cannot do is known before any work
+                explain_chunk(self._task(method, 0, labels, stop=1))
+            except ValueError as exc:  # e.g. CAM without a GAP + linear head
                 self.state["methods"][method] = {"skipped": True, "reason": str(exc), "n": 0}
                 self._save_state()
-                bar.close()
                 return
-            truth = self._truth(start, labels)
-            if status is None:
-                # The first chunk is scored here, timed, to size the method's share of the images.
-                explained = time.perf_counter()
-                score_chunk(path, start, variants, truth, self.config.step)
-                scoring = (time.perf_counter() - explained) / max(self.workers, 1)
-                chunk_images = min(self.config.chunk_size, len(self.data) - start)
-                status = self._decide_images(method, (explained - began + scoring) / chunk_images)
+        n = len(self.data) if status is None else int(status["n"])
+        # While the method's share of the images is unknown: its first chunk in flight.
+        sizing: Future | None = None
+        bar = tqdm(total=len(self.starts(n)), desc=f"{self.model_name}: {method}", disable=not self.progress)
+        for start in self.starts(len(self.data)):
+            if sizing is not None and sizing.done():
+                status, sizing = self._decide_images(method, sizing.result() / max(self.workers, 1)), None
                 n = int(status["n"])
                 bar.total = len(self.starts(n))
+            if start >= n:
+                break
+            if self.chunk_path(method, start).is_file():
                 bar.update()
                 continue
-            if executor is None:
-                score_chunk(path, start, variants, truth, self.config.step)
-                bar.update()
-                continue
-            pending.append(executor.submit(score_chunk, path, start, variants, truth, self.config.step))
-            while len(pending) >= 2 * self.workers:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    future.result()
-                    bar.update()
-                pending = [f for f in pending if f not in done]
-        for future in pending:
-            future.result()
+            future = _submit(executor, self._task(method, start, labels))
+            if status is None and sizing is None:
+                sizing = future
+            pending.append(future)
             bar.update()
+            while len(pending) >= 2 * max(self.workers, 1):
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for finished in done:
+                    finished.result()
+                pending[:] = [f for f in pending if f not in done]
+        if sizing is not None:  # sized after its last chunk was handed out
+            self._decide_images(method, sizing.result() / max(self.workers, 1))
         bar.close()
 
     def _decide_images(self, method: str, seconds_per_image: float) -> dict[str, object]:
         """How many images ``method`` gets, from the cost of its first chunk (explaining with every
-        weighting, plus scoring shared among the workers): all, or the prefix the budget allows."""
+        weighting and scoring, shared among the workers): all, or the prefix the budget allows.
+        Chunks handed out before the decision and past the prefix are left out of the report."""
         n = len(self.data)
         if self.method_budget_s is not None and seconds_per_image * n > self.method_budget_s:
             chunks = max(1, int(self.method_budget_s / (seconds_per_image * self.config.chunk_size)))

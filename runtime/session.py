@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS, LayerInfo, ModelMetadata, input_gradients_name
+from onnxcam.runtime.graph_cuts import extract_model
 from onnxcam.runtime.inputs import (
     InputError,
     check_batch,
@@ -18,11 +19,12 @@ from onnxcam.runtime.inputs import (
     preprocess_images,
 )
 from onnxcam.runtime.methods import CamMethod, LayerOutputs, MethodContext, get_method
-from onnxcam.runtime.methods.passes import ModelPasses
+from onnxcam.runtime.methods.passes import ModelPasses, session_of_model
 from onnxcam.runtime.model_file import open_inference_session, read_contract
 from onnxcam.runtime.normalization import minmax_normalize, zero_nonfinite_maps
 from onnxcam.runtime.providers import check_session_providers, select_providers
 from onnxcam.runtime.resize import resize_maps
+from onnxcam.runtime.session_options import default_session_options
 from onnxcam.runtime.weighting import check_weighting
 
 Images = np.ndarray | Sequence[np.ndarray]
@@ -53,15 +55,6 @@ class CamResult:
     weighting: str
 
 
-def default_session_options(threads: int | None = None) -> ort.SessionOptions:
-    """ORT_ENABLE_ALL (measured ~25% faster than EXTENDED on CPU) and one thread per core."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.log_severity_level = 3
-    return options
-
-
 def _maps_at_batch_size(at_input: np.ndarray | None, raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Normalised (N, H, W) maps at the batch's ``size``: those the graph made (``at_input``), or
     the raw (N, h, w) maps resized and min-max normalised."""
@@ -78,6 +71,11 @@ class CamSession:
             CUDA where it is not available raises ProviderUnavailableError.
         threads: intra-op threads (default: one per core).
         session_options: full control over the ORT session options (overrides ``threads``).
+        prune_graph: run each set of outputs on a copy of the graph cut down to them. ONNX Runtime
+            computes every output of a file on every run, so a file exported with several layers
+            or input-gradient rules makes each method pay for all of them (the input-gradient
+            methods about 3x with three rules); the price is one more session (memory, a second or
+            so to build) per distinct set of outputs, on first use.
 
     >>> session = CamSession("resnet50.cam.onnx")  # doctest: +SKIP
     >>> result = session.explain(batch, method="gradcam", weighting="relu")  # doctest: +SKIP
@@ -92,12 +90,15 @@ class CamSession:
         *,
         threads: int | None = None,
         session_options: ort.SessionOptions | None = None,
+        prune_graph: bool = False,
     ):
         self.path = Path(path)
         requested = select_providers(providers)
         options = session_options or default_session_options(threads)
         self._options = options
         self._model_passes: ModelPasses | None = None
+        self._prune_graph = prune_graph
+        self._pruned: dict[tuple[str, ...], ort.InferenceSession] = {}
         self.session = open_inference_session(self.path, requested, options)
         if providers is not None:
             check_session_providers(self.session, requested)
@@ -146,6 +147,20 @@ class CamSession:
             )
         return [input_gradients_name(rule)]
 
+    def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The outputs ``names`` of one ONNX Runtime run on ``feeds`` (with ``prune_graph``, on the
+        graph cut down to those outputs; feeds it does not read are left out)."""
+        if not self._prune_graph:
+            return self.session.run(list(names), feeds)
+        key = tuple(names)
+        if key not in self._pruned:
+            model = self._passes().model
+            cut = extract_model(model, [value.name for value in model.graph.input], list(key))
+            self._pruned[key] = session_of_model(cut, self.session.get_providers(), self._options)
+        session = self._pruned[key]
+        read = {value.name for value in session.get_inputs()}
+        return session.run(list(key), {name: value for name, value in feeds.items() if name in read})
+
     def _passes(self) -> ModelPasses:
         if self._model_passes is None:
             self._model_passes = ModelPasses(self.path, self.session.get_providers(), self._options)
@@ -173,7 +188,7 @@ class CamSession:
                 if heatmap is not None:
                     fused[weighting] = heatmap.output
         names = list(dict.fromkeys(names + list(fused.values())))
-        fetched = dict(zip(names, self.session.run(names, {INPUT: batch, CLASS_INDEX: index})))
+        fetched = dict(zip(names, self.run(names, {INPUT: batch, CLASS_INDEX: index})))
         logits = fetched[LOGITS]
         explained = np.where(index < 0, logits.argmax(axis=1), index).astype(np.int64)
         raws: dict[str, list[np.ndarray]] = {weighting: [] for weighting in weightings}

@@ -206,6 +206,19 @@ def test_occlusion_matches_captum(small_models):
     assert np.abs(result.maps - minmax(expected)).max() <= TOLERANCE
 
 
+def test_prune_graph_runs_each_method_on_its_own_cut_with_the_same_maps(small_models):
+    _, path = small_models["gap"]  # three input-gradient rules besides the layer's outputs
+    batch = small_batch()
+    full, pruned = CamSession(path, providers="cpu"), CamSession(path, providers="cpu", prune_graph=True)
+    for method in ("cam", "gradcam", "saliency", "guided-backprop", "scorecam", "ablationcam"):
+        expected = full.explain(batch, method, "abs").raw_maps
+        np.testing.assert_allclose(pruned.explain(batch, method, "abs").raw_maps, expected, rtol=1e-5, atol=1e-6)
+    # One session per set of outputs, whose graph ends at them (saliency's holds no other rule).
+    assert len(pruned._pruned) >= 5
+    for names, session in pruned._pruned.items():
+        assert [output.name for output in session.get_outputs()] == list(names)
+
+
 def test_input_gradient_method_refused_without_the_export(small_models):
     _, path = small_models["mlp"]
     with pytest.raises(ValueError, match="input_gradients=\\['guided'\\]"):

@@ -80,3 +80,18 @@ def test_resize_maps_matches_torch_interpolate():
             torch.from_numpy(maps)[:, None], size=size, mode="bilinear", align_corners=False
         )[:, 0].numpy()
         np.testing.assert_allclose(resize_maps(maps, size), expected, atol=1e-6)
+
+
+def test_without_spinning_copies_the_options_and_leaves_them_alone():
+    import onnxruntime as ort
+
+    from onnxcam.runtime.session_options import ALLOW_SPINNING, default_session_options, without_spinning
+
+    options = default_session_options(3)
+    options.enable_profiling = True
+    copy = without_spinning(options)
+    assert copy.intra_op_num_threads == 3 and copy.enable_profiling
+    assert copy.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert copy.get_session_config_entry(ALLOW_SPINNING) == "0"
+    with pytest.raises(RuntimeError, match=ALLOW_SPINNING):
+        options.get_session_config_entry(ALLOW_SPINNING)

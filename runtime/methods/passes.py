@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from onnxcam.contract import INPUT, LOGITS, LayerInfo
 from onnxcam.runtime.graph_cuts import extract_forward_model, extract_head
+from onnxcam.runtime.session_options import without_spinning
 
 MAX_CHUNK_FLOATS = 1 << 24
 """Upper bound on the floats of one batched pass (64 MiB of float32), to keep memory bounded."""
@@ -29,7 +30,8 @@ def chunk_rows(row_floats: int, limit: int | None = None) -> int:
     return min(rows, limit) if limit else rows
 
 
-def _session(model: onnx.ModelProto, providers: list[str], options: ort.SessionOptions) -> ort.InferenceSession:
+def session_of_model(model: onnx.ModelProto, providers: list[str], options: ort.SessionOptions) -> ort.InferenceSession:
+    """An ONNX Runtime session of an in-memory model."""
     return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=providers)
 
 
@@ -44,17 +46,24 @@ class _AblationHead:
 
 
 class ModelPasses:
-    """Runs extra passes of the model at ``path`` with the session's providers and options."""
+    """Runs extra passes of the model at ``path`` with the session's providers and options, except
+    that the ablation heads' worker threads do not spin
+    (:func:`~onnxcam.runtime.session_options.without_spinning`): a head pass runs between two runs
+    of the model and its idle threads would take their cores. Score-CAM's and occlusion's forward
+    passes run back to back and keep the options."""
 
     def __init__(self, path: str | os.PathLike, providers: list[str], options: ort.SessionOptions):
         self.path = Path(path)
         self.providers = providers
         self.options = options
+        self.head_options = without_spinning(options)
         self._model: onnx.ModelProto | None = None
         self._forward: ort.InferenceSession | None = None
         self._heads: dict[str, _AblationHead] = {}
 
-    def _onnx_model(self) -> onnx.ModelProto:
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The model file's graph, loaded on first use."""
         if self._model is None:
             self._model = onnx.load(str(self.path))
         return self._model
@@ -63,7 +72,7 @@ class ModelPasses:
         """(M, C, H, W) float32 inputs -> (M, K) logits, with the forward graph alone (no
         backward), ``batch_size`` inputs per run (default: as many as fit MAX_CHUNK_FLOATS)."""
         if self._forward is None:
-            self._forward = _session(extract_forward_model(self._onnx_model()), self.providers, self.options)
+            self._forward = session_of_model(extract_forward_model(self.model), self.providers, self.options)
         step = chunk_rows(int(np.prod(inputs.shape[1:])), batch_size)
         return np.concatenate(
             [
@@ -74,8 +83,8 @@ class ModelPasses:
 
     def _head(self, layer: LayerInfo) -> _AblationHead:
         if layer.name not in self._heads:
-            graph = extract_head(self._onnx_model(), layer.activations)
-            reduce = _session(graph.reduce, self.providers, self.options) if graph.reduce else None
+            graph = extract_head(self.model, layer.activations)
+            reduce = session_of_model(graph.reduce, self.providers, self.head_options) if graph.reduce else None
             self._heads[layer.name] = _AblationHead(reduce, graph.reduce_outputs, graph, {})
         return self._heads[layer.name]
 
@@ -100,10 +109,15 @@ class ModelPasses:
         cut, value = self._cut(head, activations)
         if cut not in head.body:
             body = head.graph.body_model(cut)
-            head.body[cut] = _session(body, self.providers, self.options) if body is not None else None
+            head.body[cut] = session_of_model(body, self.providers, self.head_options) if body is not None else None
         body = head.body[cut]
         channels = value.shape[1]
         linear = head.graph.linear
+        if body is None and linear is not None:
+            # The cut is the linear layer's input: zeroing channel k removes exactly its term.
+            weight, bias = linear
+            terms = value.reshape(channels).astype(np.float64) * weight[:, class_index]
+            return terms.sum() + bias[class_index] - terms
         scores = np.empty(channels, dtype=np.float64)
         step = chunk_rows(value.size)
         for start in range(0, channels, step):
