@@ -7,8 +7,7 @@
 A row costs its pause, its set-up (an ONNX Runtime session, or a torch module's deep copy and
 hooks), its warm-up call and its timed calls (``benchmarks.measure.timed_rounds``; one call and no
 warm-up for a row that runs for minutes), and the floor calls interleaved with them, exactly as
-``benchmarks/test_bench.py`` spends them. A
-call's cost comes from :data:`COSTS`: the floor's time per model and batch, times a factor per
+``benchmarks/test_bench.py`` spends them. A call's cost comes from :data:`COSTS`: the floor's time per model and batch, times a factor per
 implementation; perturbation rows (Score-CAM, the peers' Ablation-CAM) cost one forward pass per
 channel of the layer per image. Exports and the int8 copy count once per model when their files
 are not in the cache. The run ends with ``benchmarks.profile`` on the rows whose goals the
@@ -78,8 +77,9 @@ COSTS = {
 }
 """Measured here: the resnet50 floor, pytorch-grad-cam, captum and torchcam rows on an idle machine
 (docs/benchmarks.md; the peers' perturbation passes: pytorch-grad-cam's AblationCAM and ScoreCAM
-took 195 s and 220 s for 2,048 passes on 2026-11-22); the other models' floors, set-ups and exports measured under load and
-scaled by resnet50's floor under the same load; exports as measured (an upper bound)."""
+took 195 s and 220 s for 2,048 passes on 2026-11-22); the other models' floors, set-ups and
+exports measured under load and scaled by resnet50's floor under the same load; exports as
+measured (an upper bound)."""
 
 CALL_FACTORS = {
     (FLOOR, LAST): 1.0,
@@ -180,6 +180,7 @@ def estimated_medians(rows: list[Row]) -> pd.DataFrame:
             {
                 "model": row.model, "batch": row.batch, "impl": row.implementation, "method": row.method,
                 "role": row.layer, "device": row.device, "median_ms": call_seconds(row, COSTS[row.model]) * 1e3,
+                "ratio_to_floor": call_seconds(row, COSTS[row.model]) / floor_seconds(COSTS[row.model], row.batch),
                 "cosine_to_pytorch_grad_cam": 1.0, "cosine_to_fp32": 1.0,
             }
             for row in rows

@@ -111,7 +111,7 @@ def load_rows(document: dict) -> pd.DataFrame:
         return rows
     floors = rows[rows.impl == FLOOR].groupby(["model", "batch", "device"]).median_ms.min()
     rows["floor_ms"] = [
-        floor if floor == floor else floors.get((model, batch, device), math.nan)
+        floor if pd.notna(floor) else floors.get((model, batch, device), math.nan)
         for model, batch, device, floor in zip(rows.model, rows.batch, rows.device, rows.floor_ms)
     ]
     rows["ratio_to_floor"] = rows.median_ms / rows.floor_ms
@@ -226,9 +226,7 @@ def _measure(goal: Goal, found: dict[tuple, pd.Series], model: str) -> float:
     row = found[_row_key(goal.row(model))]
     others = [found[_row_key(other)] for other in goal.compared_rows(model)]
     if goal.quantity == TIME_TO_FLOOR:
-        # The floor calls interleaved with the row's own (load_rows); an estimate has medians only.
-        ratio = row.get("ratio_to_floor", math.nan)
-        return float(ratio) if pd.notna(ratio) else row.median_ms / others[0].median_ms
+        return float(row.ratio_to_floor)  # against the floor calls interleaved with the row's own
     if goal.quantity in (SPEEDUP_PGC, SPEEDUP_CAPTUM_TORCHCAM):
         return min(other.median_ms for other in others) / row.median_ms
     column = "cosine_to_pytorch_grad_cam" if goal.quantity == COSINE_PGC else "cosine_to_fp32"

@@ -44,10 +44,14 @@ def _find(parent: np.ndarray, p: int) -> int:
 
 
 @njit(cache=True)
-def _forest(n: int):
-    """Union-find arrays for ``n`` (padded) pixels: parent, size, box corners x0, y0, x1, y1 and head."""
+def _forest(height: int, width: int):
+    """Union-find state for a ``(height, width)`` map padded by one pixel all round: parent, size,
+    box corners x0, y0, x1, y1, head and present per padded pixel, and room for the roots of the
+    pixels (raster) and for the rows a sweep records."""
+    n = (height + 2) * (width + 2)
     return (np.arange(n).astype(np.int32), np.ones(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int32),
-            np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int32))
+            np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int32), np.zeros(n, np.bool_),
+            np.empty(height * width, np.int64), np.empty((1024, 5), np.int64))
 
 
 @njit(cache=True)
@@ -138,6 +142,13 @@ def outer_border_area(quantised: np.ndarray, cut: int, y: int, x: int) -> float:
     return abs(twice) / 2.0
 
 
+@njit(cache=True, inline="always")
+def _component_border_area(quantised: np.ndarray, cut: int, head: int) -> float:
+    """:func:`outer_border_area` of the component whose first pixel is at padded index ``head``."""
+    stride = quantised.shape[1] + 2
+    return outer_border_area(quantised, cut, head // stride - 1, head % stride - 1)
+
+
 @njit(cache=True)
 def _grow(rows: np.ndarray, needed: int) -> np.ndarray:
     if needed <= rows.shape[0]:
@@ -209,13 +220,9 @@ def foreground_components(
     hole: the only contour needs no tracing).
     """
     height, width = quantised.shape
-    parent, size, x0, y0, x1, y1, head = _forest((height + 2) * (width + 2))
-    present = np.zeros((height + 2) * (width + 2), dtype=np.bool_)
+    parent, size, x0, y0, x1, y1, head, present, roots, rows = _forest(height, width)
     ring = _neighbour_ring(width, True)
-    roots = np.empty(height * width, dtype=np.int64)
-    n_roots = 0
-    rows = np.empty((1024, 5), dtype=np.int64)
-    n_rows = 0
+    n_roots = n_rows = 0
     largest = np.full(len(cuts), EMPTY, dtype=np.int64)
     best = np.zeros(len(cuts), dtype=np.float64)
     for u in range(len(cuts) - 1, -1, -1):
@@ -237,13 +244,13 @@ def foreground_components(
             if bound > top_bound:
                 top, top_bound = k, bound
         r = roots[top]
-        area = outer_border_area(quantised, cuts[u], head[r] // (width + 2) - 1, head[r] % (width + 2) - 1)
+        area = _component_border_area(quantised, cuts[u], head[r])
         winner = top
         for k in range(n_roots):
             r = roots[k]
             if k == top or (x1[r] - x0[r]) * (y1[r] - y0[r]) < area:
                 continue
-            other = outer_border_area(quantised, cuts[u], head[r] // (width + 2) - 1, head[r] % (width + 2) - 1)
+            other = _component_border_area(quantised, cuts[u], head[r])
             # OpenCV lists later-found borders first, so of equal areas the border found last (the
             # component whose first pixel comes last in raster order) is its first largest.
             if other > area or (other == area and head[r] > head[roots[winner]]):
@@ -263,13 +270,9 @@ def hole_components(quantised: np.ndarray, cuts: np.ndarray, order: np.ndarray, 
     and ``(U,)`` int64: per cut, the largest area a hole's border polygon could have.
     """
     height, width = quantised.shape
-    parent, size, x0, y0, x1, y1, head = _forest((height + 2) * (width + 2))
-    present = np.zeros((height + 2) * (width + 2), dtype=np.bool_)
+    parent, size, x0, y0, x1, y1, head, present, roots, rows = _forest(height, width)
     ring = _neighbour_ring(width, False)
-    roots = np.empty(height * width, dtype=np.int64)
-    n_roots = 0
-    rows = np.empty((1024, 5), dtype=np.int64)
-    n_rows = 0
+    n_roots = n_rows = 0
     bound = np.zeros(len(cuts), dtype=np.int64)
     for u in range(len(cuts)):
         for i in range(starts[u], starts[u + 1]):  # pixels whose level is u: background from cut u on

@@ -34,7 +34,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -322,14 +322,10 @@ def run_chunk(task: ChunkTask, threads: int | None = None) -> float:
     return (time.perf_counter() - began) / len(task.images)
 
 
-def _run_chunk_in_worker(task: ChunkTask) -> float:
-    return run_chunk(task, threads=1)  # one process per core: no intra-op threads to share cores
-
-
 def _submit(executor: ProcessPoolExecutor | None, task: ChunkTask) -> Future:
     """:func:`run_chunk` in a worker, or here and now (a finished future) without workers."""
     if executor is not None:
-        return executor.submit(_run_chunk_in_worker, task)
+        return executor.submit(run_chunk, task, 1)  # one process per core: one intra-op thread each
     future: Future = Future()
     future.set_result(run_chunk(task))
     return future
@@ -512,8 +508,8 @@ class EvaluationRun:
 
         return [w for w in self.config.weightings if w in METHODS[method].weightings]
 
-    def _task(self, method: str, start: int, labels: np.ndarray, stop: int | None = None) -> ChunkTask:
-        images = self._images(start)[: None if stop is None else stop - start]
+    def _task(self, method: str, start: int, labels: np.ndarray) -> ChunkTask:
+        images = self._images(start)
         return ChunkTask(
             model_path=str(self.session.path), method=method, weightings=tuple(self.weightings_of(method)),
             layer=self.layer, images=images, labels=labels[start : start + len(images)],
@@ -535,8 +531,9 @@ class EvaluationRun:
             self._save_state()
             return
         if status is None:
+            task = self._task(method, 0, labels)
             try:  # one image here, so that a method the model cannot do is known before any work
-                explain_chunk(self._task(method, 0, labels, stop=1))
+                explain_chunk(replace(task, images=task.images[:1], labels=task.labels[:1]))
             except ValueError as exc:  # e.g. CAM without a GAP + linear head
                 self.state["methods"][method] = {"skipped": True, "reason": str(exc), "n": 0}
                 self._save_state()
@@ -547,7 +544,7 @@ class EvaluationRun:
         bar = tqdm(total=len(self.starts(n)), desc=f"{self.model_name}: {method}", disable=not self.progress)
         for start in self.starts(len(self.data)):
             if sizing is not None and sizing.done():
-                status, sizing = self._decide_images(method, sizing.result() / max(self.workers, 1)), None
+                status, sizing = self._decide_images(method, sizing.result()), None
                 n = int(status["n"])
                 bar.total = len(self.starts(n))
             if start >= n:
@@ -566,13 +563,15 @@ class EvaluationRun:
                     finished.result()
                 pending[:] = [f for f in pending if f not in done]
         if sizing is not None:  # sized after its last chunk was handed out
-            self._decide_images(method, sizing.result() / max(self.workers, 1))
+            self._decide_images(method, sizing.result())
         bar.close()
 
-    def _decide_images(self, method: str, seconds_per_image: float) -> dict[str, object]:
-        """How many images ``method`` gets, from the cost of its first chunk (explaining with every
-        weighting and scoring, shared among the workers): all, or the prefix the budget allows.
-        Chunks handed out before the decision and past the prefix are left out of the report."""
+    def _decide_images(self, method: str, worker_seconds_per_image: float) -> dict[str, object]:
+        """How many images ``method`` gets, from the cost of its first chunk in one worker
+        (explaining with every weighting and scoring), shared among the workers: all, or the prefix
+        the budget allows. Chunks handed out before the decision and past the prefix are left out
+        of the report."""
+        seconds_per_image = worker_seconds_per_image / max(self.workers, 1)
         n = len(self.data)
         if self.method_budget_s is not None and seconds_per_image * n > self.method_budget_s:
             chunks = max(1, int(self.method_budget_s / (seconds_per_image * self.config.chunk_size)))
