@@ -35,7 +35,7 @@ $(EDGE_STAMP): edge/package.json edge/package-lock.json
 	touch $(EDGE_STAMP)
 
 edge-test: $(STAMP) edge-install
-	$(PY) -m pytest -q -rs tests/test_edge_runtimes.py tests/test_quantize.py tests/test_mobile.py
+	$(PY) -m pytest -q -rs tests/edge/test_edge_runtimes.py tests/export/test_quantize.py tests/export/test_mobile.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"

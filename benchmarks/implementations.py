@@ -89,7 +89,7 @@ def _upsample_normalize(maps: torch.Tensor, size: int) -> np.ndarray:
 
 
 def _pytorch_grad_cam(module: torch.nn.Module, row: Row, layer: str) -> Runner:
-    from torchvision_standin import import_pytorch_grad_cam  # tests/ is on the pytest pythonpath
+    from helpers.torchvision_standin import import_pytorch_grad_cam  # tests/ is on the pytest pythonpath
 
     cam_class = getattr(import_pytorch_grad_cam(), PEER_CLASSES[PYTORCH_GRAD_CAM][row.method])
     cam = cam_class(model=module, target_layers=[module.get_submodule(layer)])

@@ -91,7 +91,7 @@ def timed_rounds(warm_call_s: float, round_seconds: float, min_rounds: int, max_
 def map_agreement(maps: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """How close two ``(N, H, W)`` batches of maps of the same images are: the lowest per-image
     cosine and the largest absolute difference (maps in [0, 1])."""
-    from torch_reference import cosine  # tests/ is on the pytest pythonpath
+    from helpers.torch_reference import cosine  # tests/ is on the pytest pythonpath
 
     maps, reference = np.asarray(maps, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     return {

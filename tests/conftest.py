@@ -81,7 +81,7 @@ def edge_zoo_model(exported_zoo_model, tmp_path_factory) -> Callable[..., Path]:
     """``edge_zoo_model(arch, precision="fp32")``: the zoo export with the fused heatmaps of
     ``edge_models.FUSED`` added, and for ``precision="int8"`` its static int8 copy (backward float,
     calibrated on ``onnxcam.demo.calibration_photos()``), made on first use."""
-    from edge_models import fused_copy
+    from helpers.edge_models import fused_copy
     from onnxcam.demo import calibration_photos
 
     cache: dict[tuple[str, str], Path] = {}

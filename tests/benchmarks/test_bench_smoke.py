@@ -22,7 +22,7 @@ from benchmarks.plan import CAPTUM, FLOOR, ONNXCAM, ONNXCAM_INT8, PYTORCH_GRAD_C
 from benchmarks.profile import ort_op_times
 from benchmarks.report import CSV_COLUMNS, SPEEDUP_CAPTUM_TORCHCAM, SPEEDUP_PGC, TIME_TO_FLOOR, goal_checks, issue_goals, load_rows, write_report
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE_ENV = {
     "BENCH_FULL": "1",
     "BENCH_MODELS": "resnet18",

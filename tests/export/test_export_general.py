@@ -1,6 +1,6 @@
 """The torch export route on any layer of any common architecture (issue 3, parts 1, 2 and 4).
 
-Two kinds of evidence, both against torch autograd (``tests/torch_reference.py``):
+Two kinds of evidence, both against torch autograd (``tests/helpers/torch_reference.py``):
 
 - purpose-built modules whose chain of stages holds every op of the issue's list, with a target
   layer after each stage, all in one exported file: the gradient at a stage's output flows through
@@ -49,7 +49,7 @@ from onnxcam.export import export_cam_model  # noqa: E402
 from onnxcam.export.zoo import ARCHITECTURES, zoo_entry  # noqa: E402
 from onnxcam.export.zoo.convnext import CNBlock, ConvNeXt, LayerNorm2d  # noqa: E402
 from onnxcam.export.zoo.vit import VisionTransformer, tokens_to_grid  # noqa: E402
-from torch_reference import (  # noqa: E402
+from helpers.torch_reference import (  # noqa: E402
     assert_gradients_match,
     autograd_layer_gradients,
     calibrate_batchnorm,

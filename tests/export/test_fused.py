@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from method_models import INPUT_SIZE, SmallGapNet, SmallMlpNet, export_small  # noqa: E402
+from helpers.method_models import INPUT_SIZE, SmallGapNet, SmallMlpNet, export_small  # noqa: E402
 
 from onnxcam.contract import METADATA_KEY, heatmap_name  # noqa: E402
 from onnxcam.export.fused_heatmaps import FUSABLE_METHODS, parse_fused  # noqa: E402

@@ -27,7 +27,7 @@ _NAMES = {
 def _unavailable(qualified: str):
     def call(*args: Any, **kwargs: Any) -> NoReturn:
         raise NotImplementedError(
-            f"{qualified} is part of the torchvision stand-in (tests/torchvision_standin.py): "
+            f"{qualified} is part of the torchvision stand-in (tests/helpers/torchvision_standin.py): "
             "torchvision cannot be imported with this torch build"
         )
 
@@ -45,7 +45,7 @@ def install_torchvision_standin() -> None:
             if name == "torchvision" or name.startswith("torchvision."):
                 del sys.modules[name]
     for name, attributes in _NAMES.items():
-        module = types.ModuleType(name, "stand-in, see tests/torchvision_standin.py")
+        module = types.ModuleType(name, "stand-in, see tests/helpers/torchvision_standin.py")
         module.__dict__["__onnxcam_standin__"] = True
         for attribute in attributes:
             setattr(module, attribute, _unavailable(f"{name}.{attribute}"))

@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from onnxcam.contract import CLASS_INDEX, INPUT, METADATA_KEY, ModelMetadata  # noqa: E402
-from torch_reference import autograd_layer_gradients, cosine, exact_session, mean_relative_error  # noqa: E402
+from helpers.torch_reference import autograd_layer_gradients, cosine, exact_session, mean_relative_error  # noqa: E402
 
 ARCHS = ["resnet18", "resnet50", "vgg16", "mobilenet_v2", "efficientnet_lite0"]
 

@@ -7,11 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from method_models import INPUT_SIZE, SmallGapNet, SmallMlpNet, export_small  # noqa: E402
-from torchvision_standin import import_pytorch_grad_cam  # noqa: E402
+from helpers.method_models import INPUT_SIZE, SmallGapNet, SmallMlpNet, export_small  # noqa: E402
+from helpers.torchvision_standin import import_pytorch_grad_cam  # noqa: E402
 
 from onnxcam.runtime import CamSession  # noqa: E402
-from torch_reference import minmax  # noqa: E402
+from helpers.torch_reference import minmax  # noqa: E402
 from onnxcam.runtime.methods import METHODS, AblationCAM, Occlusion, ScoreCAM  # noqa: E402
 from onnxcam.runtime.methods.eigencam import first_principal_projection  # noqa: E402
 

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 captum_attr = pytest.importorskip("captum.attr")
 
 from onnxcam.runtime import CamSession  # noqa: E402
-from torch_reference import minmax  # noqa: E402
+from helpers.torch_reference import minmax  # noqa: E402
 
 
 

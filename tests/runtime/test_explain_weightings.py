@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from method_models import INPUT_SIZE, SmallGapNet, export_small  # noqa: E402
+from helpers.method_models import INPUT_SIZE, SmallGapNet, export_small  # noqa: E402
 
 from onnxcam.runtime import CamSession  # noqa: E402
 from onnxcam.runtime.methods import METHODS, Occlusion, ScoreCAM  # noqa: E402

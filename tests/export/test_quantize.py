@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("torch")  # the models are exported from torch here; quantizing needs none
 
 from onnxcam.demo import calibration_photos, demo_photo_images  # noqa: E402
-from torch_reference import cosine  # noqa: E402
+from helpers.torch_reference import cosine  # noqa: E402
 
 from onnxcam.cli import main  # noqa: E402
 from onnxcam.contract import (  # noqa: E402

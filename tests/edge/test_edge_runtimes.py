@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("torch")  # the models are exported from torch here; the runtimes need none
 
-from edge_harness import JS_RUNTIMES, js_runtime_missing, openvino_missing, run_in_js, run_in_openvino  # noqa: E402
-from edge_models import FUSED  # noqa: E402
+from helpers.edge_harness import JS_RUNTIMES, js_runtime_missing, openvino_missing, run_in_js, run_in_openvino  # noqa: E402
+from helpers.edge_models import FUSED  # noqa: E402
 from onnxcam.demo import demo_photo_images  # noqa: E402
-from torch_reference import cosine  # noqa: E402
+from helpers.torch_reference import cosine  # noqa: E402
 
 from onnxcam.contract import CLASS_INDEX, INPUT, heatmap_name  # noqa: E402
 from onnxcam.runtime import CamSession  # noqa: E402

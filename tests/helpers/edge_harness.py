@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-EDGE_DIR = Path(__file__).resolve().parents[1] / "edge"
+EDGE_DIR = Path(__file__).resolve().parents[2] / "edge"
 SCRIPT = EDGE_DIR / "run_model.mjs"
 JS_RUNTIMES = ("node", "web")
 PACKAGES = {"node": "onnxruntime-node", "web": "onnxruntime-web"}

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
-from torch_reference import autograd_layer_gradients  # noqa: E402
+from helpers.torch_reference import autograd_layer_gradients  # noqa: E402
 
 from onnxcam.contract import CLASS_INDEX, INPUT, Preprocessing, gradients_name  # noqa: E402
 from onnxcam.export import export_cam_model  # noqa: E402

@@ -38,7 +38,7 @@ from onnxcam.export.augment import TOKENS_TO_GRID, TokenGrid, augment_classifier
 from onnxcam.export.vjp_rules import RULES, UnsupportedOpError
 from onnxcam.export.zoo import ARCHITECTURES, zoo_entry
 from onnxcam.export.zoo.vit import VisionTransformer, tokens_to_grid
-from torch_reference import (
+from helpers.torch_reference import (
     assert_gradients_match,
     autograd_layer_gradients,
     calibrated_zoo_model,
