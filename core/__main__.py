@@ -1,3 +1,3 @@
-from onnxcam.cli import main
+from onnxcam.apps.cli import main
 
 raise SystemExit(main())

@@ -44,12 +44,11 @@ import numpy as np
 from onnxcam.atomic_write import write_atomically, write_text_atomically
 from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS, TOP1_CLASS
 from onnxcam.eval.boxes import box_from_heatmap, box_iou
+from onnxcam.eval.datasets.synthetic import SYNTHETIC_TEST_SEED
 from onnxcam.eval.localization import CAM_THRESHOLD, GRAD_CAM_THRESHOLD
 from onnxcam.eval.scoring import image_iou_curves
 from onnxcam.eval.wsol import V2_IOU_THRESHOLDS, WSOL_SIZE, pixel_histograms, scoremap_thresholds, wsol_scoremap
 
-SYNTHETIC_TEST_SEED = 20_260_000
-"""Seed of the synthetic held-out split: ``train-synthetic`` tests on it and never trains on it."""
 EVAL_WEIGHTINGS = ("relu", "abs", "abs-weights")
 FIXED_THRESHOLDS = (GRAD_CAM_THRESHOLD, CAM_THRESHOLD)
 REPORT_STEP = 0.01
@@ -106,7 +105,7 @@ def synthetic_eval_set(n: int, image_size: int, num_classes: int, seed: int = SY
 
 def demo_photos_eval_set() -> EvalSet:
     """The five scikit-image photos with hand-labelled boxes (``onnxcam demo``'s set, ImageNet classes)."""
-    from onnxcam.demo import demo_photos, skimage_data_dir
+    from onnxcam.eval.datasets.demo_photos import demo_photos, skimage_data_dir
     from onnxcam.runtime.image_io import read_rgb_image
 
     records = demo_photos()["images"]

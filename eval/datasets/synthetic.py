@@ -66,6 +66,8 @@ _SHAPES: dict[str, tuple[Polygon, Polygon]] = {
 }
 TEXTURES = ("solid", "stripes", "checker", "dots")
 CLASS_NAMES = tuple(f"{shape}-{TEXTURES[i % len(TEXTURES)]}" for i, shape in enumerate(_SHAPES))
+SYNTHETIC_TEST_SEED = 20_260_000
+"""Seed of the synthetic held-out split: ``train-synthetic`` tests on it and never trains on it."""
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from onnxcam.eval.datasets import make_synthetic_dataset  # noqa: E402
-from onnxcam.eval.run import SYNTHETIC_TEST_SEED  # noqa: E402
+from onnxcam.eval.datasets.synthetic import SYNTHETIC_TEST_SEED  # noqa: E402
 from onnxcam.export.synthetic_models import (  # noqa: E402
     SYNTHETIC_ARCHITECTURES,
     build_synthetic_model,
     load_synthetic_checkpoint,
     synthetic_preprocessing,
 )
-from onnxcam.export.synthetic_training import (  # noqa: E402
+from onnxcam.apps.synthetic_training import (  # noqa: E402
     TrainingConfig,
     epoch_seed,
     images_to_tensor,

@@ -149,7 +149,7 @@ def synthetic_model(tmp_path_factory):
 
 def test_eval_run_end_to_end_resumes_and_matches_onnxcam_score(synthetic_model, tmp_path):
     from onnxcam.eval.datasets import WSOLMetadata
-    from onnxcam.eval.report import COLUMNS, load_run, write_report
+    from onnxcam.apps.report import COLUMNS, load_run, write_report
     from onnxcam.eval.run import EvaluationRun, synthetic_eval_set
     from onnxcam.eval.scoring import score_boxes
 
@@ -202,7 +202,7 @@ def test_eval_run_end_to_end_resumes_and_matches_onnxcam_score(synthetic_model, 
 
 
 def test_input_gradient_methods_run_on_a_file_with_input_gradients(synthetic_model, tmp_path):
-    from onnxcam.eval.report import load_run
+    from onnxcam.apps.report import load_run
     from onnxcam.eval.run import EvaluationRun, synthetic_eval_set
     from onnxcam.export.synthetic_models import export_synthetic_model
 
@@ -236,7 +236,7 @@ def test_a_method_over_budget_runs_on_a_prefix(synthetic_model, tmp_path):
     assert [p.name for p in (folder / "chunks" / "gradcam").iterdir()] == ["000000.npz"]
     # With workers, chunks past the prefix may be scored while the first one sizes the method:
     # the report leaves them out.
-    from onnxcam.eval.report import load_run
+    from onnxcam.apps.report import load_run
 
     shutil.copy(folder / "chunks" / "gradcam" / "000000.npz", folder / "chunks" / "gradcam" / "000005.npz")
     assert len(load_run(folder).variants["gradcam", "relu"]["levels"]) == 5

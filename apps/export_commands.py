@@ -63,7 +63,7 @@ def run_train_synthetic(args: argparse.Namespace) -> int:
     import torch
 
     from onnxcam.export.synthetic_models import export_synthetic_model
-    from onnxcam.export.synthetic_training import TrainingConfig, save_training_result, train_synthetic_model
+    from onnxcam.apps.synthetic_training import TrainingConfig, save_training_result, train_synthetic_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -80,7 +80,7 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``onnxcam eval``; returns the exit code."""
-    from onnxcam.eval.report import write_report
+    from onnxcam.apps.report import write_report
     from onnxcam.eval.run import EvaluationRun, demo_photos_eval_set, synthetic_eval_set
     from onnxcam.runtime import CamSession
 

@@ -241,7 +241,7 @@ def disagreement_overlays(run: RunResults, out: Path, method: str = "gradcam", c
     Returns ``(png path relative to out, caption)`` pairs; each PNG shows the relu map, then the
     abs map, ground truth in green and the 0.15 box in red.
     """
-    from onnxcam.demo import PREDICTED_COLOUR, TRUTH_COLOUR, draw_box
+    from onnxcam.apps.drawing import PREDICTED_COLOUR, TRUTH_COLOUR, draw_box
     from onnxcam.runtime.image_io import heatmap_overlay, write_png
     from onnxcam.runtime.normalization import minmax_normalize
     from onnxcam.runtime.resize import resize_maps

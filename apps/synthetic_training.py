@@ -21,8 +21,7 @@ from torch import nn
 
 from onnxcam.atomic_write import write_atomically, write_text_atomically
 from onnxcam.contract import Preprocessing
-from onnxcam.eval.datasets.synthetic import CLASS_NAMES, make_synthetic_dataset
-from onnxcam.eval.run import SYNTHETIC_TEST_SEED
+from onnxcam.eval.datasets.synthetic import CLASS_NAMES, SYNTHETIC_TEST_SEED, make_synthetic_dataset
 from onnxcam.export.synthetic_models import (
     IMAGE_SIZE,
     build_synthetic_model,
