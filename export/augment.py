@@ -4,7 +4,7 @@
 ``gradients/L`` (and, for a GAP + linear head, ``cam_weights/L``) outputs to an existing ONNX
 classifier by reverse-mode differentiation of the ONNX graph itself: a one-hot seed on the logits is
 pulled back through every node between the logits and the target tensors with the vector-Jacobian
-rules of :mod:`onnxcam.export.vjp_rules`, written as plain ONNX ops in the model's own opset.
+rules of :mod:`onnxcam.export.vjp`, written as plain ONNX ops in the model's own opset.
 
 Token layers (vision transformers, ``(N, T, C)``) are differentiated as tokens and then turned into
 ``(N, C, h, w)`` grids by a :class:`TokenGrid`, inside the graph, for both the activations and the
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import onnxcam
 from onnxcam.atomic_write import write_atomically
@@ -40,7 +40,19 @@ from onnxcam.contract import (
     gradients_name,
 )
 from onnxcam.export.per_layer import option_per_layer
-from onnxcam.export.vjp_rules import RULES, GraphBuilder, TensorType, UnsupportedOpError, node_label
+from onnxcam.export.vjp import RULES, BackwardBuilder, UnsupportedOpError
+from onnxcam.graph import (
+    DEFAULT_DOMAINS,
+    GraphIndex,
+    TensorType,
+    attribute,
+    constants,
+    default_opset,
+    inferred_types,
+    node_label,
+    optional_input,
+    tensor_names,
+)
 
 __all__ = ["TOKENS_TO_GRID", "TokenGrid", "UnsupportedOpError", "augment_classifier"]
 
@@ -121,16 +133,14 @@ def augment_classifier(
     graph = proto.graph
     image = _image_input(graph)
     logits_name = logits if logits is not None else graph.output[0].name
-    constants = _constants(graph)
-    known = _tensor_names(graph)
+    known, fixed = tensor_names(graph), constants(graph)
     for name in (logits_name, *targets):
-        _check_tensor(name, known, constants)
+        _check_tensor(name, known, fixed)
     if logits_name == image.name:
         raise ValueError(f"the logits {logits_name!r} are the model's input")
 
     renamed = _rename_contract_tensors(graph, image.name, logits_name, known)
     targets_in_graph = {target: renamed.get(target, target) for target in targets}
-    constants = _constants(graph)
     preprocessing = _fix_input_shape(graph.input, preprocessing)
     _reset_outputs(graph)
     types = _infer_types(proto)
@@ -141,12 +151,13 @@ def augment_classifier(
         target: _layer_shape(target, types.get(tensor, TensorType(0, None)), grids.get(target))
         for target, tensor in targets_in_graph.items()
     }
-    builder = GraphBuilder(_opset(proto), types, constants)
+    forward = GraphIndex(graph, types)
+    builder = BackwardBuilder(default_opset(proto), forward)
     region, on_path = _differentiated_region(graph, set(targets_in_graph.values()), types)
     grads = _pull_back(builder, region, on_path, _seed(builder, num_classes))
 
     outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, [batch, num_classes])]
-    layer_infos, output_nodes = [], []
+    layer_infos = []
     for target, tensor in targets_in_graph.items():
         shape = shapes[target]
         activations, gradients = tensor, grads[tensor]
@@ -155,18 +166,18 @@ def augment_classifier(
             activations = _tokens_to_grid(builder, activations, grids[target], shape)
             gradients = _tokens_to_grid(builder, gradients, grids[target], shape)
         else:
-            pooled = _cam_weights_source(graph, tensor, types, constants)
+            pooled = _cam_weights_source(forward, tensor)
         named = [(activations_name(target), activations, shape), (gradients_name(target), gradients, shape)]
         if pooled is not None:
             named.append((cam_weights_name(target), grads[pooled], shape[:1]))
+        builder.scope = "outputs"
         for name, source, dims in named:
-            output_nodes.append(helper.make_node("Identity", [source], [name], name=f"onnxcam/outputs/{name}"))
+            builder.op("Identity", source, output=name)
             outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, *dims]))
         layer_infos.append(LayerInfo(name=target, shape=shape, has_cam_weights=pooled is not None))
 
     # Forward nodes, then backward nodes, then the output Identities: a topological order.
-    graph.node.extend(builder.nodes + output_nodes)
-    graph.initializer.extend(builder.initializers)
+    builder.add_to(graph)
     graph.input.append(helper.make_tensor_value_info(CLASS_INDEX, TensorProto.INT64, [batch]))
     graph.output.extend(outputs)
     _prune(graph)
@@ -199,20 +210,13 @@ def _load(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, 
         proto.CopyFrom(model)
     else:
         proto, arch = onnx.load(os.fspath(model)), Path(model).stem
-    if _opset(proto) < MIN_OPSET:
+    if default_opset(proto) < MIN_OPSET:
         try:
             proto = onnx.version_converter.convert_version(proto, MIN_OPSET)
         except Exception as exc:  # the converter raises bare RuntimeErrors from C++
-            message = f"cannot convert the model from opset {_opset(proto)} to {MIN_OPSET}: {exc}"
+            message = f"cannot convert the model from opset {default_opset(proto)} to {MIN_OPSET}: {exc}"
             raise ValueError(message) from exc
     return proto, arch
-
-
-def _opset(proto: onnx.ModelProto) -> int:
-    for entry in proto.opset_import:
-        if entry.domain in ("", "ai.onnx"):
-            return entry.version
-    raise ValueError("the model imports no default-domain opset")
 
 
 def _image_input(graph: onnx.GraphProto) -> onnx.ValueInfoProto:
@@ -226,22 +230,6 @@ def _image_input(graph: onnx.GraphProto) -> onnx.ValueInfoProto:
     if tensor_type.elem_type != TensorProto.FLOAT or len(tensor_type.shape.dim) != 4:
         raise ValueError(f"the input {inputs[0].name!r} must be float32 (N, C, H, W)")
     return inputs[0]
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            attribute = node.attribute[0]
-            value = helper.get_attribute_value(attribute)
-            tensor = attribute.type == onnx.AttributeProto.TENSOR
-            values[node.output[0]] = numpy_helper.to_array(value) if tensor else np.asarray(value)
-    return values
-
-
-def _tensor_names(graph: onnx.GraphProto) -> set[str]:
-    names = {i.name for i in graph.input} | {init.name for init in graph.initializer}
-    return names | {out for node in graph.node for out in node.output if out}
 
 
 def _check_tensor(name: str, known: set[str], constants: dict[str, np.ndarray]) -> None:
@@ -316,21 +304,10 @@ def _reset_outputs(graph: onnx.GraphProto) -> None:
 
 
 def _infer_types(proto: onnx.ModelProto) -> dict[str, TensorType]:
+    # The logits as the one output: inference then types every tensor they depend on.
     proto.graph.output.append(helper.make_empty_tensor_value_info(LOGITS))
-    inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    types = inferred_types(proto, data_prop=True)
     del proto.graph.output[:]
-    types = {}
-    for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
-        tensor_type = value.type.tensor_type
-        dims = None
-        if tensor_type.HasField("shape"):
-            dims = tuple(
-                d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                for d in tensor_type.shape.dim
-            )
-        types[value.name] = TensorType(tensor_type.elem_type, dims)
-    for init in inferred.graph.initializer:
-        types[init.name] = TensorType(init.data_type, tuple(init.dims))
     return types
 
 
@@ -370,7 +347,7 @@ def _layer_shape(
 
 
 def _tokens_to_grid(
-    b: GraphBuilder, tokens: str, grid: TokenGrid, shape: tuple[int, int, int]
+    b: BackwardBuilder, tokens: str, grid: TokenGrid, shape: tuple[int, int, int]
 ) -> str:
     """``(N, T, C)`` -> ``(N, C, h, w)`` with ``shape`` = ``(C, h, w)``: Slice, Reshape, Transpose."""
     channels, height, width = shape
@@ -409,7 +386,7 @@ def _differentiated_region(
     missing = [
         (node.op_type, node_label(node))
         for node in region
-        if node.domain not in ("", "ai.onnx") or node.op_type not in RULES
+        if node.domain not in DEFAULT_DOMAINS or node.op_type not in RULES
     ]
     if missing:
         raise UnsupportedOpError(missing, "no vector-Jacobian rule for this op type")
@@ -421,7 +398,7 @@ def _elem_type(types: dict[str, TensorType], name: str) -> int:
     return types[name].elem_type if name in types else TensorProto.FLOAT
 
 
-def _seed(b: GraphBuilder, num_classes: int) -> str:
+def _seed(b: BackwardBuilder, num_classes: int) -> str:
     """onehot(class_index), with a negative index replaced by the argmax of the logits."""
     b.scope = "seed"
     top1 = b.op("ArgMax", LOGITS, axis=1, keepdims=0)
@@ -432,7 +409,7 @@ def _seed(b: GraphBuilder, num_classes: int) -> str:
 
 
 def _pull_back(
-    b: GraphBuilder, region: list[onnx.NodeProto], on_path: set[str], seed: str
+    b: BackwardBuilder, region: list[onnx.NodeProto], on_path: set[str], seed: str
 ) -> dict[str, str]:
     """Reverse sweep: the summed gradient of every tensor on the path (targets included)."""
     pending: dict[str, list[str]] = defaultdict(list)
@@ -460,37 +437,30 @@ def _pull_back(
     return total
 
 
-def _cam_weights_source(
-    graph: onnx.GraphProto, tensor: str, types: dict[str, TensorType], constants: dict[str, np.ndarray]
-) -> str | None:
+def _cam_weights_source(forward: GraphIndex, tensor: str) -> str | None:
     """The (N, C) input of the linear head when ``tensor`` -> global average pool -> (flatten) ->
     Gemm/MatMul (+Add) -> logits is the only path to the logits: its gradient is then the
     classifier row w^c, which is what CAM multiplies the activations with."""
-    consumers = defaultdict(list)
-    for node in graph.node:
-        for name in set(node.input):
-            consumers[name].append(node)
 
     def only_consumer(name: str) -> onnx.NodeProto | None:
-        found = consumers.get(name, [])
-        return found[0] if len(found) == 1 and name != LOGITS else None
+        return forward.only_consumer(name) if name != LOGITS else None
 
     pool = only_consumer(tensor)
-    if pool is None or not _is_global_average(pool, constants):
+    if pool is None or not _is_global_average(pool, forward.constants):
         return None
     current, node = pool.output[0], only_consumer(pool.output[0])
     while node is not None and node.op_type in _PASS_THROUGH:
         current, node = node.output[0], only_consumer(node.output[0])
     if node is None or node.op_type not in ("Gemm", "MatMul") or node.input[0] != current:
         return None
-    if node.op_type == "Gemm" and _attr(node, "transA", 0):
+    if node.op_type == "Gemm" and attribute(node, "transA", 0):
         return None
     head = node.output[0]
     if head != LOGITS:
         bias = only_consumer(head)
         if bias is None or bias.op_type != "Add" or bias.output[0] != LOGITS:
             return None
-    dims = types.get(current, TensorType(0, None)).dims
+    dims = forward.dims(current)
     return current if dims is not None and len(dims) == 2 else None
 
 
@@ -499,15 +469,9 @@ def _is_global_average(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -
         return True
     if node.op_type != "ReduceMean":
         return False
-    axes = constants.get(node.input[1]) if len(node.input) > 1 else _attr(node, "axes")
+    axes_name = optional_input(node, 1)
+    axes = constants.get(axes_name) if axes_name else attribute(node, "axes")
     return axes is not None and sorted(int(a) % 4 for a in axes) == [2, 3]
-
-
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return helper.get_attribute_value(attribute)
-    return default
 
 
 # -- finishing --------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from onnxcam.contract import (
     gradients_name,
 )
 from onnxcam.export.augment import TOKENS_TO_GRID, TokenGrid, augment_classifier
-from onnxcam.export.vjp_rules import RULES, UnsupportedOpError
+from onnxcam.export.vjp import RULES, UnsupportedOpError
 from onnxcam.export.zoo import ARCHITECTURES, zoo_entry
 from onnxcam.export.zoo.vit import VisionTransformer, tokens_to_grid
 from helpers.torch_reference import (
