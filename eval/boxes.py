@@ -148,3 +148,51 @@ def boxes_from_heatmap(heatmap: np.ndarray, threshold: float = 0.15) -> np.ndarr
     foreground gives the single box ``(0, 0, 0, 0)``, so ``K >= 1``.
     """
     return blob_boxes(heatmap, threshold)[0]
+
+
+BLOB_SCORES = ("peak", "mass")
+"""How :func:`scored_boxes_from_heatmap` scores a blob: its largest map value, or its sum."""
+
+
+def scored_boxes_from_heatmap(
+    heatmap: np.ndarray, threshold: float = 0.15, score: str = "peak"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(boxes (K, 4) int64, scores (K,) float64)``: every blob's box and its score.
+
+    The blobs and boxes are those of :func:`boxes_from_heatmap` (the 8-connected components of
+    ``heatmap >= threshold * heatmap.max()``, tight inclusive boxes, in row-major order of each
+    component's first pixel), except that a map with no foreground (maximum ``<= 0``) gives no box,
+    ``K = 0``, rather than ``(0, 0, 0, 0)``. A blob's score is the map's largest value on its pixels
+    (``score="peak"``) or their sum (``"mass"``): in detection terms, the confidence of the box.
+
+    Examples
+    --------
+    >>> m = np.zeros((4, 7)); m[1, 1:3] = [1.0, 0.5]; m[2, 5] = 0.8
+    >>> boxes, scores = scored_boxes_from_heatmap(m, 0.2, score="mass")
+    >>> boxes.tolist(), scores.tolist()
+    ([[1, 1, 2, 1], [5, 2, 5, 2]], [1.5, 0.8])
+    """
+    if score not in BLOB_SCORES:
+        raise ValueError(f"score must be one of {BLOB_SCORES}, got {score!r}")
+    heatmap = _check_heatmap(heatmap)
+    peak = heatmap.max() if heatmap.size else 0.0
+    if peak <= 0:
+        return np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.float64)
+    foreground = (heatmap >= threshold * peak).view(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
+    flat_labels = labels.ravel()
+    values = heatmap.ravel().astype(np.float64)
+    if score == "mass":
+        scores = np.bincount(flat_labels, weights=values, minlength=count)[1:]
+    else:
+        scores = np.full(count, -np.inf)
+        np.maximum.at(scores, flat_labels, values)
+        scores = scores[1:]
+    # np.unique's first occurrences give each label's first pixel in row-major order: the order
+    # of foreground_blob_boxes, whatever order OpenCV numbered the components in.
+    present, first_index = np.unique(flat_labels, return_index=True)
+    first_pixel = np.zeros(count, dtype=np.int64)
+    first_pixel[present] = first_index  # label 0 (background) is absent when all is foreground
+    order = np.argsort(first_pixel[1:], kind="stable")
+    x, y, w, h = (stats[1:, i].astype(np.int64)[order] for i in range(4))
+    return np.stack([x, y, x + w - 1, y + h - 1], axis=1), scores[order]
