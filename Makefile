@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
-	$(PY) -m pip install --quiet -c constraints.txt --no-deps grad-cam ttach
+	$(PY) -m pip install --quiet -c constraints.txt --no-deps grad-cam ttach quantus
 	touch $(STAMP)
 
 test: $(STAMP) edge-install
@@ -40,7 +42,14 @@ edge-test: $(STAMP) edge-install
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
 
-demo: $(STAMP)
+# The demo installs only what it needs (the demo extra: export, eval, scikit-image's photos).
+DEMO_STAMP := $(VENV)/.installed-demo
+
+$(DEMO_STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[demo]"
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(PY) -m onnxcam demo --out reports/demo
 
 # The localization report (issue 5): export the committed synthetic models and EfficientNet-Lite0

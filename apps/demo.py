@@ -14,13 +14,10 @@ import numpy as np
 
 from onnxcam.apps.drawing import PREDICTED_COLOUR, TRUTH_COLOUR, draw_box
 from onnxcam.atomic_write import write_text_atomically
-from onnxcam.eval.datasets.demo_photos import calibration_photos, demo_photo_images, demo_photos, skimage_data_dir
 
 ARCH = "efficientnet_lite0"
 VARIANTS = (("cam", "relu"), ("cam", "abs"), ("gradcam", "relu"), ("gradcam", "abs"))
 BOX_THRESHOLD = 0.15  # of the map's maximum, the Grad-CAM paper's rule
-
-__all__ = ["calibration_photos", "demo_photo_images", "demo_photos", "register", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +115,7 @@ def index_html(results: list[PhotoResult]) -> str:
 def run_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from onnxcam.eval.datasets.demo_photos import demo_photos, skimage_data_dir
     from onnxcam.runtime import CamSession
     from onnxcam.runtime.image_io import read_rgb_image
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from onnxcam.atomic_write import write_text_atomically
-from onnxcam.eval.datasets.wsol_metadata import read_wsol_metadata
-from onnxcam.eval.scoring import PROTOCOLS, score_boxes, score_masks
+
+# onnxcam.eval.scoring.PROTOCOLS, named here so that registering the commands does not import the
+# evaluation's dependencies (OpenCV, numba: the eval extra); a test checks the two agree.
+PROTOCOLS = ("wsol", "native")
 
 SCORE_HELP = """\
 Score 2-D heatmaps against WSOL-eval metadata and write OUT/metrics.json (numbers in percent).
@@ -81,7 +83,8 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``onnxcam eval``; returns the exit code."""
     from onnxcam.apps.report import write_report
-    from onnxcam.eval.run import EvaluationRun, demo_photos_eval_set, synthetic_eval_set
+    from onnxcam.eval.evalset import demo_photos_eval_set, synthetic_eval_set
+    from onnxcam.eval.run import EvaluationRun
     from onnxcam.runtime import CamSession
 
     for path in args.models:
@@ -118,6 +121,9 @@ def run_score(args: argparse.Namespace) -> int:
     """Run ``onnxcam score``; returns the exit code."""
     if not args.maps.is_file():
         raise FileNotFoundError(f"maps file {args.maps} not found")
+    from onnxcam.eval.datasets.wsol_metadata import read_wsol_metadata
+    from onnxcam.eval.scoring import score_boxes, score_masks
+
     metadata = read_wsol_metadata(args.metadata)
     with np.load(args.maps, allow_pickle=False) as archive:
         maps = {key: archive[key] for key in archive.files}

@@ -62,3 +62,29 @@ def test_export_command(tmp_path):
     with pytest.raises(SystemExit):
         main(["export", "--layer", "layer4", "--out", str(out)])  # --arch is required
     assert main(["export", "--arch", "resnet7", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize(("blocked", "argv", "extra"), [
+    ("torch", ["export", "--arch", "resnet18", "--out", "x.onnx"], "export"),
+    ("cv2", ["score", "--maps", "m.npz", "--metadata", "d", "--out", "o"], "eval"),
+])
+def test_a_missing_extra_names_what_to_install(tmp_path, blocked, argv, extra):
+    np.savez(tmp_path / "m.npz", a=np.zeros((2, 2)))
+    (tmp_path / "d").mkdir()
+    script = (
+        f"import sys; sys.modules[{blocked!r}] = None; from onnxcam.cli import main; "
+        f"raise SystemExit(main({argv!r}))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert f'pip install "onnxcam[{extra}]"' in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_score_protocols_agree_with_the_evaluation():
+    from onnxcam.apps.eval_commands import PROTOCOLS
+    from onnxcam.eval.scoring import PROTOCOLS as EVAL_PROTOCOLS
+
+    assert PROTOCOLS == EVAL_PROTOCOLS
