@@ -1,4 +1,4 @@
-"""Ground-truth readers and the synthetic localization set.
+"""Ground-truth readers, the synthetic localization set and its multi-object variant.
 
 Every reader returns boxes as inclusive 0-based ``(x0, y0, x1, y1)`` int64 arrays and raises
 :class:`AnnotationError` (a ``ValueError``) naming the file and line of a malformed annotation.
@@ -7,6 +7,7 @@ Every reader returns boxes as inclusive 0-based ``(x0, y0, x1, y1)`` int64 array
 from onnxcam.eval.datasets.coco import COCOBoxes, read_coco_json, wsol_metadata_from_coco
 from onnxcam.eval.datasets.cub import CUB200, read_cub200, wsol_metadata_from_cub
 from onnxcam.eval.datasets.errors import AnnotationError
+from onnxcam.eval.datasets.multi_object import MultiObjectDataset, make_multi_object_dataset
 from onnxcam.eval.datasets.synthetic import CLASS_NAMES, SyntheticDataset, make_synthetic_dataset
 from onnxcam.eval.datasets.voc import VOCAnnotation, read_voc_folder, read_voc_xml, wsol_metadata_from_voc
 from onnxcam.eval.datasets.wsol_metadata import (
@@ -21,9 +22,11 @@ __all__ = [
     "COCOBoxes",
     "CUB200",
     "AnnotationError",
+    "MultiObjectDataset",
     "SyntheticDataset",
     "VOCAnnotation",
     "WSOLMetadata",
+    "make_multi_object_dataset",
     "make_synthetic_dataset",
     "read_coco_json",
     "read_cub200",

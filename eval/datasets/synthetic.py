@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata, write_wsol_metadata
+from onnxcam.eval.datasets.object_set import ObjectSet
+from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata, write_wsol_set
 
 Polygon = list[np.ndarray]
 
@@ -101,31 +102,16 @@ class SyntheticDataset:
             boxes={i: boxes for i, boxes in zip(ids, self.boxes)},
         )
 
-    def write_wsol(self, folder: str | Path, images: bool = True) -> Path:
-        """Write the set in the WSOL-eval layout under ``folder`` and return ``folder``.
+    def objects(self) -> ObjectSet:
+        """The set as an :class:`~onnxcam.eval.datasets.object_set.ObjectSet`, for the format writers."""
+        labels = [np.full(len(boxes), label, dtype=np.int64) for label, boxes in zip(self.labels, self.boxes)]
+        return ObjectSet(self.images, self.boxes, labels, self.class_names, self.masks)
 
-        Writes ``images/NNNNNN.png`` (unless ``images=False``), ``masks/NNNNNN_K.png`` (one binary
-        mask per object, 255 on it), ``metadata/boxes/`` (ImageNet/CUB layout: image ids, class
-        labels, image sizes, boxes) and ``metadata/masks/`` (OpenImages layout, mask paths relative
-        to ``folder``). Score with ``onnxcam score --metadata folder/metadata/boxes``.
-        """
-        folder = Path(folder)
-        (folder / "images").mkdir(parents=True, exist_ok=True)
-        (folder / "masks").mkdir(parents=True, exist_ok=True)
-        metadata = self.wsol_metadata()
-        write_wsol_metadata(metadata, folder / "metadata" / "boxes")
-        masks = WSOLMetadata(image_ids=metadata.image_ids, class_labels=metadata.class_labels)
-        for index, image_id in enumerate(metadata.image_ids):
-            if images:
-                cv2.imwrite(str(folder / image_id), cv2.cvtColor(self.images[index], cv2.COLOR_RGB2BGR))
-            paths = []
-            for k in range(len(self.boxes[index])):
-                paths.append(f"masks/{index:06d}_{k}.png")
-                cv2.imwrite(str(folder / paths[-1]), np.where(self.masks[index] == k + 1, 255, 0).astype(np.uint8))
-            masks.mask_paths[image_id] = paths
-            masks.ignore_paths[image_id] = ""
-        write_wsol_metadata(masks, folder / "metadata" / "masks")
-        return folder
+    def write_wsol(self, folder: str | Path, images: bool = True) -> Path:
+        """Write the set in the WSOL-eval layout under ``folder`` (:func:`write_wsol_set`: PNG images,
+        ``metadata/boxes/``, ``masks/`` and ``metadata/masks/``) and return ``folder``. Score with
+        ``onnxcam score --metadata folder/metadata/boxes``."""
+        return write_wsol_set(self.objects(), folder, images=images)
 
 
 def _fraction(values: np.ndarray, period: float) -> np.ndarray:
@@ -211,6 +197,29 @@ def _tight_box(mask: np.ndarray) -> np.ndarray:
     return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.int64)
 
 
+def _random_frame(rng: np.random.Generator, scale: tuple[float, float], size: int) -> tuple[float, float, float, float]:
+    """An object's frame ``(x, y, w, h)``: area a uniform fraction ``scale`` of the image, aspect
+    ratio log-uniform in ``[0.6, 1.67]``, clipped and placed so that it fits the ``size`` canvas."""
+    area = rng.uniform(*scale) * size * size
+    aspect = np.exp(rng.uniform(np.log(0.6), np.log(1 / 0.6)))
+    w = min(np.sqrt(area * aspect), size - 1.0)
+    h = min(area / w, size - 1.0)
+    return rng.uniform(0, size - 1 - w), rng.uniform(0, size - 1 - h), w, h
+
+
+def _paint_object(image: np.ndarray, mask: np.ndarray, label: int, rng: np.random.Generator, coordinates: np.ndarray) -> np.ndarray:
+    """Paint class ``label``'s texture in two random colours over the non-empty uint8 ``mask`` of
+    the float32 ``image`` (in place, over whatever is there) and return the mask's tight box."""
+    box = _tight_box(mask)
+    region = np.s_[box[1] : box[3] + 1, box[0] : box[2] + 1]
+    inside = mask[region]
+    first, second = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+    pattern = _texture(TEXTURES[label % len(TEXTURES)], rng, coordinates[region[1]], coordinates[region[0]])
+    layer = cv2.merge([np.where(pattern, first[c], second[c]) for c in range(3)])
+    image[region] = cv2.copyTo(layer, inside, image[region])
+    return box
+
+
 def make_synthetic_dataset(
     n: int,
     seed: int,
@@ -253,24 +262,14 @@ def make_synthetic_dataset(
         boxes: list[np.ndarray] = []
         for _ in range(int(rng.integers(1, max_instances + 1))):
             for _attempt in range(20):
-                area = rng.uniform(*scale) * size * size
-                aspect = np.exp(rng.uniform(np.log(0.6), np.log(1 / 0.6)))
-                w = min(np.sqrt(area * aspect), size - 1.0)
-                h = min(area / w, size - 1.0)
-                x, y = rng.uniform(0, size - 1 - w), rng.uniform(0, size - 1 - h)
-                mask = _shape_mask(shapes[label], (x, y, w, h), size)
+                mask = _shape_mask(shapes[label], _random_frame(rng, scale, size), size)
                 if mask.any() and not (boxes and np.logical_and(mask, masks[index]).any()):
                     break
             else:
                 continue
-            box = _tight_box(mask)
+            box = _paint_object(image, mask, int(label), rng, coordinates)
             region = np.s_[box[1] : box[3] + 1, box[0] : box[2] + 1]
-            inside = mask[region]
-            first, second = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
-            pattern = _texture(TEXTURES[label % len(TEXTURES)], rng, coordinates[region[1]], coordinates[region[0]])
-            layer = cv2.merge([np.where(pattern, first[c], second[c]) for c in range(3)])
-            image[region] = cv2.copyTo(layer, inside, image[region])
-            masks[index][region][inside.astype(bool)] = len(boxes) + 1
+            masks[index][region][mask[region].astype(bool)] = len(boxes) + 1
             boxes.append(box)
         if noise > 0:
             oy, ox = rng.integers(0, size, size=2)
