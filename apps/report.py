@@ -29,7 +29,8 @@ from onnxcam.eval.bootstrap import (
     percentile_interval,
     resample_counts,
 )
-from onnxcam.eval.run import FIXED_THRESHOLDS, EvalSet, demo_photos_eval_set, synthetic_eval_set, unpack_hits
+from onnxcam.eval.chunks import FIXED_THRESHOLDS, unpack_hits
+from onnxcam.eval.evalset import EvalSet, demo_photos_eval_set, synthetic_eval_set
 from onnxcam.eval.wsol import V2_IOU_THRESHOLDS, scoremap_thresholds
 
 COLUMNS = ["dataset", "model", "layer", "method", "weighting", "metric", "value", "ci_low", "ci_high", "n"]

@@ -14,7 +14,7 @@ from onnxcam.eval.bootstrap import (
     percentile_interval,
     resample_counts,
 )
-from onnxcam.eval.run import pack_levels, unpack_hits
+from onnxcam.eval.chunks import pack_levels, unpack_hits
 from onnxcam.eval.wsol import pixel_histograms, pxap, scoremap_thresholds
 
 # ---- bootstrap, by hand --------------------------------------------------------------------------
@@ -103,7 +103,8 @@ def chunk_variants(n: int, seed: int = 0):
 
 
 def test_distinct_maps_are_scored_once_with_the_numbers_of_separate_scoring(tmp_path):
-    from onnxcam.eval.run import ChunkTruth, distinct_maps, score_chunk, score_variant, synthetic_eval_set
+    from onnxcam.eval.chunks import ChunkTruth, distinct_maps, score_chunk, score_variant
+    from onnxcam.eval.evalset import synthetic_eval_set
 
     data = synthetic_eval_set(6, image_size=96, num_classes=12)
     truth = ChunkTruth(list(data.boxes), [(96, 96)] * 6, [np.asarray(m) for m in data.masks])
@@ -122,7 +123,7 @@ def test_distinct_maps_are_scored_once_with_the_numbers_of_separate_scoring(tmp_
 
 
 def test_truth_rows_follow_the_indices_given():
-    from onnxcam.eval.run import ChunkTruth
+    from onnxcam.eval.chunks import ChunkTruth
 
     truth = ChunkTruth([np.array([[i, i, i + 1, i + 1]]) for i in range(3)], [(10, 10), (20, 20), (30, 30)], None)
     rows = truth.rows([2, 0, 2])
@@ -150,7 +151,8 @@ def synthetic_model(tmp_path_factory):
 def test_eval_run_end_to_end_resumes_and_matches_onnxcam_score(synthetic_model, tmp_path):
     from onnxcam.eval.datasets import WSOLMetadata
     from onnxcam.apps.report import COLUMNS, load_run, write_report
-    from onnxcam.eval.run import EvaluationRun, synthetic_eval_set
+    from onnxcam.eval.evalset import synthetic_eval_set
+    from onnxcam.eval.run import EvaluationRun
     from onnxcam.eval.scoring import score_boxes
 
     data = synthetic_eval_set(12, image_size=96, num_classes=12)
@@ -203,7 +205,8 @@ def test_eval_run_end_to_end_resumes_and_matches_onnxcam_score(synthetic_model, 
 
 def test_input_gradient_methods_run_on_a_file_with_input_gradients(synthetic_model, tmp_path):
     from onnxcam.apps.report import load_run
-    from onnxcam.eval.run import EvaluationRun, synthetic_eval_set
+    from onnxcam.eval.evalset import synthetic_eval_set
+    from onnxcam.eval.run import EvaluationRun
     from onnxcam.export.synthetic_models import export_synthetic_model
 
     with_gradients = export_synthetic_model(
@@ -223,7 +226,8 @@ def test_input_gradient_methods_run_on_a_file_with_input_gradients(synthetic_mod
 
 
 def test_a_method_over_budget_runs_on_a_prefix(synthetic_model, tmp_path):
-    from onnxcam.eval.run import EvaluationRun, synthetic_eval_set
+    from onnxcam.eval.evalset import synthetic_eval_set
+    from onnxcam.eval.run import EvaluationRun
 
     data = synthetic_eval_set(10, image_size=96, num_classes=12)
     run = EvaluationRun(
