@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "onnxcam.apps.export_commands",
     "onnxcam.apps.explain_commands",
     "onnxcam.apps.eval_commands",
+    "onnxcam.apps.dataset_commands",
     "onnxcam.apps.demo",
 )
 

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxcam.atomic_write import write_text_atomically
 from onnxcam.eval.datasets.errors import AnnotationError, read_annotation_text
+from onnxcam.eval.datasets.object_set import ObjectSet, write_image
 from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata
 
 
@@ -205,3 +207,36 @@ def wsol_metadata_from_coco(coco: COCOBoxes, include_crowd: bool = False) -> WSO
         metadata.image_sizes[image.file_name] = (image.width, image.height)
         metadata.boxes[image.file_name] = coco.boxes[keep]
     return metadata
+
+
+def coco_bbox(box: np.ndarray) -> list[int]:
+    """An inclusive pixel box ``(x0, y0, x1, y1)`` as COCO's ``[x, y, width, height]``: the pixels'
+    continuous extent, which :func:`read_coco_json` turns back into the same box."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return [x0, y0, x1 - x0 + 1, y1 - y0 + 1]
+
+
+def write_coco_set(objects: ObjectSet, folder: str | Path, suffix: str = ".jpg") -> Path:
+    """Write ``objects`` in the COCO layout under ``folder`` and return ``folder``.
+
+    ``images/NNNNNNNNNNNN<suffix>`` and ``annotations/instances.json``: categories numbered from 1 in
+    class-index order (so the default label order, categories sorted by id, is the class index),
+    one annotation per object with its box, area and ``iscrowd`` 0.
+    """
+    folder = Path(folder)
+    images, annotations = [], []
+    for i in range(len(objects)):
+        file_name = f"{i + 1:012d}{suffix}"
+        write_image(folder / "images" / file_name, objects.images[i])
+        width, height = objects.size(i)
+        images.append({"id": i + 1, "file_name": file_name, "width": width, "height": height})
+        for label, box in zip(objects.labels[i], objects.boxes[i]):
+            bbox = coco_bbox(box)
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": i + 1, "category_id": int(label) + 1, "bbox": bbox,
+                "area": bbox[2] * bbox[3], "iscrowd": 0, "segmentation": [],
+            })
+    categories = [{"id": k + 1, "name": name, "supercategory": "synthetic"} for k, name in enumerate(objects.class_names)]
+    document = {"images": images, "categories": categories, "annotations": annotations}
+    write_text_atomically(folder / "annotations" / "instances.json", json.dumps(document) + "\n")
+    return folder

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxcam.atomic_write import write_text_atomically
 from onnxcam.eval.datasets.errors import AnnotationError, read_annotation_text
+from onnxcam.eval.datasets.object_set import ObjectSet, write_image
 from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata
 
 
@@ -139,3 +141,36 @@ def wsol_metadata_from_cub(cub: CUB200, train: bool, image_sizes: dict[str, tupl
         metadata.image_sizes[path] = (width, height)
         metadata.boxes[path] = box[None, :].copy()
     return metadata
+
+
+def write_cub_set(objects: ObjectSet, folder: str | Path, suffix: str = ".jpg") -> Path:
+    """Write ``objects`` as a ``CUB_200_2011`` folder under ``folder`` and return ``folder``.
+
+    ``images/NNN.<class>/<class>_NNNNNN<suffix>`` and CUB's own files, 1-based ids, boxes as floats
+    ``<x> <y> <width> <height>`` (which :func:`read_cub200` turns back into the same inclusive
+    boxes); every image is in the test split. CUB holds one box (one object) per image.
+    """
+    folder = Path(folder)
+    folders = [f"{k + 1:03d}.{name}" for k, name in enumerate(objects.class_names)]
+    images, labels, splits, boxes = [], [], [], []
+    for i in range(len(objects)):
+        if len(objects.boxes[i]) != 1:
+            raise ValueError(f"image {i} has {len(objects.boxes[i])} objects; CUB holds one box per image")
+        label = objects.single_label(i, "CUB")
+        relative = f"{folders[label]}/{objects.class_names[label]}_{i + 1:06d}{suffix}"
+        write_image(folder / "images" / relative, objects.images[i])
+        x0, y0, x1, y1 = (float(v) for v in objects.boxes[i][0])
+        images.append(f"{i + 1} {relative}\n")
+        labels.append(f"{i + 1} {label + 1}\n")
+        splits.append(f"{i + 1} 0\n")
+        boxes.append(f"{i + 1} {x0:.1f} {y0:.1f} {x1 - x0:.1f} {y1 - y0:.1f}\n")
+    files = {
+        "classes.txt": [f"{k + 1} {name}\n" for k, name in enumerate(folders)],
+        "images.txt": images,
+        "image_class_labels.txt": labels,
+        "train_test_split.txt": splits,
+        "bounding_boxes.txt": boxes,
+    }
+    for name, lines in files.items():
+        write_text_atomically(folder / name, "".join(lines))
+    return folder

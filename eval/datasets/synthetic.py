@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata, write_wsol_metadata
+from onnxcam.eval.datasets.object_set import ObjectSet
+from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata, write_wsol_set
 
 Polygon = list[np.ndarray]
 
@@ -101,31 +102,16 @@ class SyntheticDataset:
             boxes={i: boxes for i, boxes in zip(ids, self.boxes)},
         )
 
-    def write_wsol(self, folder: str | Path, images: bool = True) -> Path:
-        """Write the set in the WSOL-eval layout under ``folder`` and return ``folder``.
+    def objects(self) -> ObjectSet:
+        """The set as an :class:`~onnxcam.eval.datasets.object_set.ObjectSet`, for the format writers."""
+        labels = [np.full(len(boxes), label, dtype=np.int64) for label, boxes in zip(self.labels, self.boxes)]
+        return ObjectSet(self.images, self.boxes, labels, self.class_names, self.masks)
 
-        Writes ``images/NNNNNN.png`` (unless ``images=False``), ``masks/NNNNNN_K.png`` (one binary
-        mask per object, 255 on it), ``metadata/boxes/`` (ImageNet/CUB layout: image ids, class
-        labels, image sizes, boxes) and ``metadata/masks/`` (OpenImages layout, mask paths relative
-        to ``folder``). Score with ``onnxcam score --metadata folder/metadata/boxes``.
-        """
-        folder = Path(folder)
-        (folder / "images").mkdir(parents=True, exist_ok=True)
-        (folder / "masks").mkdir(parents=True, exist_ok=True)
-        metadata = self.wsol_metadata()
-        write_wsol_metadata(metadata, folder / "metadata" / "boxes")
-        masks = WSOLMetadata(image_ids=metadata.image_ids, class_labels=metadata.class_labels)
-        for index, image_id in enumerate(metadata.image_ids):
-            if images:
-                cv2.imwrite(str(folder / image_id), cv2.cvtColor(self.images[index], cv2.COLOR_RGB2BGR))
-            paths = []
-            for k in range(len(self.boxes[index])):
-                paths.append(f"masks/{index:06d}_{k}.png")
-                cv2.imwrite(str(folder / paths[-1]), np.where(self.masks[index] == k + 1, 255, 0).astype(np.uint8))
-            masks.mask_paths[image_id] = paths
-            masks.ignore_paths[image_id] = ""
-        write_wsol_metadata(masks, folder / "metadata" / "masks")
-        return folder
+    def write_wsol(self, folder: str | Path, images: bool = True) -> Path:
+        """Write the set in the WSOL-eval layout under ``folder`` (:func:`write_wsol_set`: PNG images,
+        ``metadata/boxes/``, ``masks/`` and ``metadata/masks/``) and return ``folder``. Score with
+        ``onnxcam score --metadata folder/metadata/boxes``."""
+        return write_wsol_set(self.objects(), folder, images=images)
 
 
 def _fraction(values: np.ndarray, period: float) -> np.ndarray:

@@ -22,10 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 
+from onnxcam.atomic_write import write_text_atomically
 from onnxcam.eval.datasets.errors import AnnotationError
+from onnxcam.eval.datasets.object_set import ObjectSet, write_image
 from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata
 from onnxcam.eval.datasets.xml_lines import Element, child, integer, parse_xml
 
@@ -132,3 +135,76 @@ def wsol_metadata_from_voc(annotations: Sequence[VOCAnnotation], class_names: Se
         metadata.image_sizes[annotation.filename] = annotation.size
         metadata.boxes[annotation.filename] = annotation.boxes()
     return metadata
+
+
+def voc_xml(filename: str, size: tuple[int, int], objects: Sequence[tuple[str, np.ndarray]], one_based: bool, database: str) -> str:
+    """The XML text of one image: ``objects`` are ``(name, (4,) inclusive 0-based box)`` pairs,
+    written 1-based (PASCAL VOC) or 0-based (ImageNet); the layout of the data sets' own files."""
+    offset = 1 if one_based else 0
+    parts = [
+        "<annotation>\n",
+        f"\t<folder>{escape(database)}</folder>\n\t<filename>{escape(filename)}</filename>\n",
+        f"\t<source>\n\t\t<database>{escape(database)}</database>\n\t</source>\n",
+        f"\t<size>\n\t\t<width>{size[0]}</width>\n\t\t<height>{size[1]}</height>\n\t\t<depth>3</depth>\n\t</size>\n",
+        "\t<segmented>0</segmented>\n",
+    ]
+    for name, box in objects:
+        x0, y0, x1, y1 = (int(v) + offset for v in box)
+        parts.append(
+            f"\t<object>\n\t\t<name>{escape(name)}</name>\n\t\t<pose>Unspecified</pose>\n"
+            "\t\t<truncated>0</truncated>\n\t\t<difficult>0</difficult>\n\t\t<bndbox>\n"
+            f"\t\t\t<xmin>{x0}</xmin>\n\t\t\t<ymin>{y0}</ymin>\n\t\t\t<xmax>{x1}</xmax>\n\t\t\t<ymax>{y1}</ymax>\n"
+            "\t\t</bndbox>\n\t</object>\n"
+        )
+    parts.append("</annotation>\n")
+    return "".join(parts)
+
+
+def _named_objects(objects: ObjectSet, i: int, names: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    return [(names[int(label)], box) for label, box in zip(objects.labels[i], objects.boxes[i])]
+
+
+def write_voc_set(objects: ObjectSet, folder: str | Path, suffix: str = ".jpg") -> Path:
+    """Write ``objects`` as a PASCAL VOC tree under ``folder`` and return ``folder``.
+
+    ``JPEGImages/NNNNNN<suffix>``, ``Annotations/NNNNNN.xml`` (1-based boxes, class names as
+    ``<name>``), ``ImageSets/Main/test.txt`` (the image stems) and ``classes.txt`` (the class
+    names, one a line, in class-index order: ``--classes`` of ``onnxcam eval --dataset voc``).
+    """
+    folder = Path(folder)
+    stems = [f"{i + 1:06d}" for i in range(len(objects))]
+    for i, stem in enumerate(stems):
+        write_image(folder / "JPEGImages" / f"{stem}{suffix}", objects.images[i])
+        text = voc_xml(f"{stem}{suffix}", objects.size(i), _named_objects(objects, i, objects.class_names), True, "VOC")
+        write_text_atomically(folder / "Annotations" / f"{stem}.xml", text)
+    write_text_atomically(folder / "ImageSets" / "Main" / "test.txt", "".join(f"{stem}\n" for stem in stems))
+    write_text_atomically(folder / "classes.txt", "".join(f"{name}\n" for name in objects.class_names))
+    return folder
+
+
+def made_up_wnids(count: int) -> list[str]:
+    """WordNet-style ids for classes that have none (``n99000000``, ``n99000001``, ...: noun offsets
+    no WordNet synset uses)."""
+    return [f"n{99_000_000 + k:08d}" for k in range(count)]
+
+
+def write_imagenet_set(objects: ObjectSet, folder: str | Path, suffix: str = ".JPEG") -> Path:
+    """Write ``objects`` in the ILSVRC CLS-LOC layout under ``folder`` and return ``folder``.
+
+    ``Data/CLS-LOC/val/ILSVRC2012_val_NNNNNNNN<suffix>`` (numbered from 1), one XML file per image in
+    ``Annotations/CLS-LOC/val/`` (0-based boxes, the synset id as ``<name>``; ``<filename>`` without
+    its extension when it is ``.JPEG``, as in ILSVRC's own files) and ``LOC_synset_mapping.txt``
+    (``<wnid> <class name>`` per line, in class-index order: ``--synsets``). The synthetic classes
+    get :func:`made_up_wnids`.
+    """
+    folder = Path(folder)
+    wnids = made_up_wnids(len(objects.class_names))
+    for i in range(len(objects)):
+        stem = f"ILSVRC2012_val_{i + 1:08d}"
+        write_image(folder / "Data" / "CLS-LOC" / "val" / f"{stem}{suffix}", objects.images[i])
+        filename = stem if suffix == ".JPEG" else f"{stem}{suffix}"
+        text = voc_xml(filename, objects.size(i), _named_objects(objects, i, wnids), False, "ILSVRC_2012")
+        write_text_atomically(folder / "Annotations" / "CLS-LOC" / "val" / f"{stem}.xml", text)
+    lines = (f"{wnid} {name}\n" for wnid, name in zip(wnids, objects.class_names))
+    write_text_atomically(folder / "LOC_synset_mapping.txt", "".join(lines))
+    return folder

@@ -27,6 +27,7 @@ import numpy as np
 
 from onnxcam.atomic_write import write_text_atomically
 from onnxcam.eval.datasets.errors import AnnotationError, read_annotation_text
+from onnxcam.eval.datasets.object_set import ObjectSet, write_image
 
 IMAGE_IDS = "image_ids.txt"
 CLASS_LABELS = "class_labels.txt"
@@ -191,6 +192,40 @@ def write_wsol_metadata(metadata: WSOLMetadata, folder: str | Path) -> Path:
             for k, mask in enumerate(metadata.mask_paths[i])
         )
         write_text_atomically(folder / LOCALIZATION, "".join(lines))
+    return folder
+
+
+def write_wsol_set(objects: ObjectSet, folder: str | Path, suffix: str = ".png", images: bool = True) -> Path:
+    """Write ``objects`` in the WSOL-eval layout under ``folder`` and return ``folder``.
+
+    Writes ``images/NNNNNN<suffix>`` (unless ``images=False``; ``.png`` keeps the pixels exact),
+    ``metadata/boxes/`` (ImageNet/CUB layout: image ids, class labels, image sizes, boxes) and, when
+    the set has masks, ``masks/NNNNNN_K.png`` (one binary mask per object, 255 on it) and
+    ``metadata/masks/`` (OpenImages layout). Ids and mask paths are relative to ``folder``, which
+    is then both the image root and the mask root. Each image must hold objects of one class.
+    """
+    folder = Path(folder)
+    ids = [f"images/{i:06d}{suffix}" for i in range(len(objects))]
+    boxes = WSOLMetadata(
+        image_ids=ids,
+        class_labels={image_id: objects.single_label(i, "WSOL metadata") for i, image_id in enumerate(ids)},
+        image_sizes={image_id: objects.size(i) for i, image_id in enumerate(ids)},
+        boxes={image_id: np.asarray(objects.boxes[i], dtype=np.int64) for i, image_id in enumerate(ids)},
+    )
+    for i, image_id in enumerate(ids):
+        if images:
+            write_image(folder / image_id, objects.images[i])
+    write_wsol_metadata(boxes, folder / "metadata" / "boxes")
+    if objects.masks is None:
+        return folder
+    masks = WSOLMetadata(image_ids=ids, class_labels=boxes.class_labels)
+    for i, image_id in enumerate(ids):
+        paths = [f"masks/{i:06d}_{k}.png" for k in range(len(objects.boxes[i]))]
+        for k, path in enumerate(paths):
+            write_image(folder / path, np.where(np.asarray(objects.masks[i]) == k + 1, 255, 0).astype(np.uint8))
+        masks.mask_paths[image_id] = paths
+        masks.ignore_paths[image_id] = ""
+    write_wsol_metadata(masks, folder / "metadata" / "masks")
     return folder
 
 
