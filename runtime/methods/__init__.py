@@ -12,6 +12,7 @@ from onnxcam.runtime.methods.hirescam import HiResCAM
 from onnxcam.runtime.methods.input_gradients import Deconvnet, GuidedBackprop, GuidedGradCAM, Saliency
 from onnxcam.runtime.methods.layercam import LayerCAM
 from onnxcam.runtime.methods.occlusion import Occlusion
+from onnxcam.runtime.methods.reciprocam import ReciproCAM, ViTReciproCAM
 from onnxcam.runtime.methods.scorecam import ScoreCAM
 from onnxcam.runtime.methods.xgradcam import XGradCAM
 
@@ -32,6 +33,8 @@ METHODS: dict[str, type[CamMethod]] = {
         Deconvnet,
         GuidedGradCAM,
         Occlusion,
+        ReciproCAM,
+        ViTReciproCAM,
     )
 }
 
@@ -63,8 +66,10 @@ __all__ = [
     "LayerOutputs",
     "MethodContext",
     "Occlusion",
+    "ReciproCAM",
     "Saliency",
     "ScoreCAM",
+    "ViTReciproCAM",
     "XGradCAM",
     "get_method",
 ]

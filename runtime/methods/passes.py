@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import onnx
@@ -19,6 +20,8 @@ import onnxruntime as ort
 from onnxcam.contract import INPUT, LOGITS, LayerInfo
 from onnxcam.runtime.graph_cuts import extract_forward_model, extract_head
 from onnxcam.runtime.session_options import without_spinning
+
+T = TypeVar("T")
 
 MAX_CHUNK_FLOATS = 1 << 24
 """Upper bound on the floats of one batched pass (64 MiB of float32), to keep memory bounded."""
@@ -60,6 +63,7 @@ class ModelPasses:
         self._model: onnx.ModelProto | None = None
         self._forward: ort.InferenceSession | None = None
         self._heads: dict[str, _AblationHead] = {}
+        self._built: dict[tuple, object] = {}
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -67,6 +71,13 @@ class ModelPasses:
         if self._model is None:
             self._model = onnx.load(str(self.path))
         return self._model
+
+    def cached(self, key: tuple, build: Callable[[], T]) -> T:
+        """``build()``, called on first use of ``key`` and kept for the session's life (a method's
+        head sessions: method instances are made per call)."""
+        if key not in self._built:
+            self._built[key] = build()
+        return self._built[key]
 
     def logits(self, inputs: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """(M, C, H, W) float32 inputs -> (M, K) logits, with the forward graph alone (no
