@@ -23,6 +23,7 @@ from onnxcam.eval.boxes import box_from_heatmap, box_iou, boxes_from_heatmap, sc
 from onnxcam.eval.detections import Detections, detections_from_maps, nms
 from onnxcam.eval.faithfulness import average_drop_increase, deletion_insertion, road, road_combined
 from onnxcam.eval.localization import gt_known_loc, top1_loc
+from onnxcam.eval.sanity import map_similarity, randomize_layers
 from onnxcam.eval.map_localization import (
     boxes_to_masks,
     energy_pointing_game,
@@ -54,6 +55,7 @@ __all__ = [
     "detections_from_maps",
     "gt_known_loc",
     "iou_curves",
+    "map_similarity",
     "max_box_acc",
     "max_box_acc_v2",
     "nms",
@@ -61,6 +63,7 @@ __all__ = [
     "pixel_auc",
     "pointing_game",
     "pxap",
+    "randomize_layers",
     "relevance_rank_accuracy",
     "road",
     "road_combined",
