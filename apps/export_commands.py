@@ -4,7 +4,15 @@ torch is imported only when a command that needs it runs (``quantize`` and ``mob
 from __future__ import annotations
 
 import argparse
+import sys
 
+
+# onnxcam.export.zoo.ARCHITECTURES, named here so that registering the commands imports no torch;
+# a test checks the two agree.
+ZOO_ARCHITECTURES = (
+    "convnext_tiny", "densenet121", "efficientnet_lite0", "mobilenet_v2", "mobilenet_v3_large",
+    "resnet18", "resnet50", "vgg16", "vit_tiny",
+)
 
 INPUT_GRADIENTS_HELP = (
     "add dy/dinput for backward rules plain, guided, deconvnet (comma-separated): needed by saliency, "
@@ -26,6 +34,13 @@ def run_export(args: argparse.Namespace) -> int:
     from onnxcam.export.zoo import build_model, zoo_entry
 
     entry = zoo_entry(args.arch)
+    if args.weights is None and not entry.pretrained:
+        torch.manual_seed(args.seed)
+        print(
+            f"note: {args.arch} gets random weights (seed {args.seed}): its predictions and maps mean "
+            "nothing; pass --weights CHECKPOINT for a trained model",
+            file=sys.stderr,
+        )
     model = build_model(args.arch, weights=args.weights)
     layers = _layer_list(args.layer) or [entry.last_layer]
     height, width = entry.preprocessing.input_size
@@ -133,7 +148,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Export a zoo architecture (random init unless it ships weights or --weights "
         "is given) with activations and gradients of the target layer(s) as extra outputs.",
     )
-    export.add_argument("--arch", required=True, help="zoo architecture, e.g. resnet50")
+    export.add_argument(
+        "--arch", required=True, choices=ZOO_ARCHITECTURES, metavar="ARCH",
+        help=f"zoo architecture: {', '.join(ZOO_ARCHITECTURES)} (ImageNet-1k classifiers; only "
+        "efficientnet_lite0 ships trained weights)",
+    )
+    export.add_argument(
+        "--seed", type=int, default=0, help="seed of the random weights when there are no trained ones (default 0)"
+    )
     export.add_argument(
         "--layer",
         action="append",

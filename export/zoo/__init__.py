@@ -27,6 +27,7 @@ from onnxcam.contract import Preprocessing
 from onnxcam.export.zoo.convnext import convnext_tiny
 from onnxcam.export.zoo.densenet import densenet121
 from onnxcam.export.zoo.efficientnet_lite import efficientnet_lite0
+from onnxcam.export.zoo.imagenet_labels import imagenet_class_labels
 from onnxcam.export.zoo.mobilenet_v2 import mobilenet_v2
 from onnxcam.export.zoo.mobilenet_v3 import mobilenet_v3_large
 from onnxcam.export.zoo.resnet import resnet18, resnet50
@@ -43,8 +44,9 @@ class ZooEntry:
     ``build`` returns the model in train mode: random torchvision-style init, or the real weights
     where a package ships them (``efficientnet_lite0``). ``last_layer`` / ``middle_layer`` are
     ``named_modules()`` names of the target layers (shapes for a 224x224 input in
-    :data:`ARCHITECTURES`' comments). ``class_labels`` is ``None``: no installed package ships the
-    ImageNet-1k label names. ``early_layer`` is a third, shallower target layer; ``reshape`` maps
+    :data:`ARCHITECTURES`' comments). ``class_labels`` are the ImageNet-1k names, every model of
+    the zoo being a 1,000-class ImageNet classifier; ``pretrained`` says whether ``build`` gives
+    trained weights (only ``efficientnet_lite0``'s ship in a package). ``early_layer`` is a third, shallower target layer; ``reshape`` maps
     the target layers' outputs to ``(N, C, h, w)`` maps where they are not (ViT tokens), as the
     ``reshape`` argument of :func:`onnxcam.export.export_cam_model`; ``None`` for CNNs.
     """
@@ -54,9 +56,13 @@ class ZooEntry:
     last_layer: str
     middle_layer: str
     preprocessing: Preprocessing
-    class_labels: tuple[str, ...] | None = None
     early_layer: str = field(kw_only=True)
     reshape: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, kw_only=True)
+    pretrained: bool = field(default=False, kw_only=True)
+
+    @property
+    def class_labels(self) -> tuple[str, ...]:
+        return imagenet_class_labels()
 
 
 _IMAGENET = Preprocessing()  # ImageNet mean/std, RGB, 224x224: torchvision's training inputs.
@@ -83,7 +89,7 @@ ARCHITECTURES: dict[str, ZooEntry] = {
         # _blocks.4 (N, 40, 28, 28)
         ZooEntry(
             "efficientnet_lite0", efficientnet_lite0, "_relu_head", "_blocks.10", _TF_LITE,
-            early_layer="_blocks.4",
+            early_layer="_blocks.4", pretrained=True,
         ),
         # features.norm5 (N, 1024, 7, 7), before the functional ReLU; features.denseblock3
         # (N, 1024, 14, 14); features.denseblock2 (N, 512, 28, 28)

@@ -51,17 +51,18 @@ def test_explain_reports_errors_cleanly(exported_zoo_model, tmp_path, capsys):
     assert "layer 'nope' is not in resnet18.onnx" in capsys.readouterr().err
 
 
-def test_export_command(tmp_path):
+def test_export_command(tmp_path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "r18.onnx"
     assert main(["export", "--arch", "resnet18", "--layer", "layer4,layer3.1.conv2", "--out", str(out)]) == 0
+    assert "random weights (seed 0)" in capsys.readouterr().err
     from onnxcam.runtime import CamSession
 
     session = CamSession(out, providers="cpu")
     assert session.layers == ("layer4", "layer3.1.conv2")
+    assert session.metadata.class_labels[:2] == ("tench", "goldfish")
     with pytest.raises(SystemExit):
         main(["export", "--layer", "layer4", "--out", str(out)])  # --arch is required
-    assert main(["export", "--arch", "resnet7", "--out", str(out)]) == 2
 
 
 @pytest.mark.parametrize(("blocked", "argv", "extra"), [
@@ -88,3 +89,13 @@ def test_score_protocols_agree_with_the_evaluation():
     from onnxcam.eval.scoring import PROTOCOLS as EVAL_PROTOCOLS
 
     assert PROTOCOLS == EVAL_PROTOCOLS
+
+
+def test_export_lists_the_zoo_and_warns_of_random_weights(tmp_path, capsys):
+    from onnxcam.apps.export_commands import ZOO_ARCHITECTURES
+    from onnxcam.export.zoo import ARCHITECTURES
+
+    assert ZOO_ARCHITECTURES == tuple(sorted(ARCHITECTURES))
+    with pytest.raises(SystemExit):
+        main(["export", "--arch", "resnet19", "--out", str(tmp_path / "x.onnx")])
+    assert "resnet18" in capsys.readouterr().err

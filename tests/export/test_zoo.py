@@ -206,7 +206,10 @@ def test_preprocessing() -> None:
     pixels = np.array([0.0, 127.0, 255.0])
     assert np.allclose((pixels / 255 - lite.mean[0]) / lite.std[0], (pixels - 127) / 128)
     assert zoo_entry("resnet50").preprocessing.mean == (0.485, 0.456, 0.406)
-    assert all(entry.class_labels is None for entry in ARCHITECTURES.values())
+    labels = zoo_entry("resnet50").class_labels
+    assert len(labels) == 1000 and (labels[0], labels[1], labels[999]) == ("tench", "goldfish", "toilet paper")
+    assert all(entry.class_labels == labels for entry in ARCHITECTURES.values())
+    assert [name for name, entry in ARCHITECTURES.items() if entry.pretrained] == ["efficientnet_lite0"]
 
 
 @pytest.mark.parametrize(
