@@ -18,7 +18,7 @@ Arrays are keyed ``<weighting>__<name>``; each file is written atomically (:func
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -60,11 +60,19 @@ def unpack_hits(codes: np.ndarray, metric: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ChunkTruth:
-    """What scoring one chunk needs besides the maps (picklable, for the worker processes)."""
+    """What scoring one chunk needs besides the maps (picklable, for the worker processes):
+    per image its ground-truth boxes ``(M, 4)``, its ``(width, height)`` and, optionally, its
+    boolean ``(H, W)`` mask (a list, or a lazy source of an on-disk set until :meth:`decoded`)."""
 
     gt_boxes: list[np.ndarray]
     sizes: list[tuple[int, int]]
-    masks: list[np.ndarray] | None
+    masks: Sequence[np.ndarray] | None
+
+    def decoded(self) -> ChunkTruth:
+        """The truth with every mask read (once, where a worker scores the chunk)."""
+        if self.masks is None:
+            return self
+        return replace(self, masks=[np.asarray(self.masks[i]) for i in range(len(self.masks))])
 
     def rows(self, images: Sequence[int]) -> ChunkTruth:
         """The truth of ``images`` (indices into the chunk, repeats allowed), in that order."""

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from onnxcam.eval.chunks import ChunkTruth, score_chunk
+from onnxcam.eval.evalset import Pixels
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class ChunkTask:
     method: str
     weightings: tuple[str, ...]
     layer: str
-    images: list[np.ndarray]
+    images: Pixels
     labels: np.ndarray
     truth: ChunkTruth
     path: Path
@@ -60,9 +61,10 @@ def chunk_session(model_path: str, threads: int | None = None):
 
 
 def explain_chunk(task: ChunkTask, threads: int | None = None) -> dict[str, tuple[np.ndarray, list[np.ndarray]]]:
-    """Every weighting of the task's method on its images, from one set of model passes."""
+    """Every weighting of the task's method on its images (decoded here), from one set of model passes."""
+    images = [task.images[i] for i in range(len(task.images))]
     results = chunk_session(task.model_path, threads).explain_weightings(
-        task.images, task.method, task.weightings, class_index=task.labels, layer=task.layer
+        images, task.method, task.weightings, class_index=task.labels, layer=task.layer
     )
     return {weighting: (result.raw_maps, list(result.maps)) for weighting, result in results.items()}
 
@@ -70,7 +72,7 @@ def explain_chunk(task: ChunkTask, threads: int | None = None) -> dict[str, tupl
 def run_chunk(task: ChunkTask, threads: int | None = None) -> float:
     """Explain and score one chunk, write its file; returns the seconds it took per image."""
     began = time.perf_counter()
-    score_chunk(task.path, task.start, explain_chunk(task, threads), task.truth, task.step)
+    score_chunk(task.path, task.start, explain_chunk(task, threads), task.truth.decoded(), task.step)
     return (time.perf_counter() - began) / len(task.images)
 
 

@@ -162,7 +162,10 @@ class EvaluationRun:
         return self.folder
 
     def _images(self, start: int) -> list[np.ndarray]:
-        return [np.asarray(image) for image in self.data.images[start : start + self.config.chunk_size]]
+        return [self.data.images[i] for i in self._indices(start)]
+
+    def _indices(self, start: int) -> range:
+        return range(start, min(start + self.config.chunk_size, len(self.data)))
 
     def _model_pass(self) -> np.ndarray:
         """Predictions, explained classes and channel-weight signs, per chunk; returns the labels."""
@@ -195,12 +198,11 @@ class EvaluationRun:
         return np.concatenate(labels)
 
     def _truth(self, start: int, labels: np.ndarray) -> ChunkTruth:
-        indices = range(start, min(start + self.config.chunk_size, len(self.data)))
-        masks = None if self.data.masks is None else [np.asarray(self.data.masks[i]) for i in indices]
+        indices = self._indices(start)
         return ChunkTruth(
             gt_boxes=[self.data.class_boxes(i, int(labels[i])) for i in indices],
-            sizes=[(int(self.data.images[i].shape[1]), int(self.data.images[i].shape[0])) for i in indices],
-            masks=masks,
+            sizes=[self.data.size(i) for i in indices],
+            masks=None if self.data.masks is None else self.data.masks.subset(indices),
         )
 
     def weightings_of(self, method: str) -> list[str]:
@@ -210,10 +212,10 @@ class EvaluationRun:
         return [w for w in self.config.weightings if w in METHODS[method].weightings]
 
     def _task(self, method: str, start: int, labels: np.ndarray) -> ChunkTask:
-        images = self._images(start)
+        indices = self._indices(start)
         return ChunkTask(
             model_path=str(self.session.path), method=method, weightings=tuple(self.weightings_of(method)),
-            layer=self.layer, images=images, labels=labels[start : start + len(images)],
+            layer=self.layer, images=self.data.images.subset(indices), labels=labels[start : start + len(indices)],
             truth=self._truth(start, labels), path=self.chunk_path(method, start), start=start, step=self.config.step,
         )
 
@@ -234,7 +236,7 @@ class EvaluationRun:
         if status is None:
             task = self._task(method, 0, labels)
             try:  # one image here, so that a method the model cannot do is known before any work
-                explain_chunk(replace(task, images=task.images[:1], labels=task.labels[:1]))
+                explain_chunk(replace(task, images=task.images.subset([0]), labels=task.labels[:1]))
             except ValueError as exc:  # e.g. CAM without a GAP + linear head
                 self.state["methods"][method] = {"skipped": True, "reason": str(exc), "n": 0}
                 self._save_state()
