@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -12,7 +14,10 @@ from helpers.torchvision_standin import import_pytorch_grad_cam  # noqa: E402
 
 from onnxcam.runtime import CamSession  # noqa: E402
 from helpers.torch_reference import minmax  # noqa: E402
-from onnxcam.runtime.methods import METHODS, AblationCAM, Occlusion, ScoreCAM  # noqa: E402
+from onnxcam.contract import CLASS_INDEX, INPUT, LayerInfo, input_gradients_name  # noqa: E402
+from onnxcam.graph import GraphBuilder  # noqa: E402
+from onnxcam.runtime.methods import METHODS, AblationCAM, LayerOutputs, MethodContext, Occlusion, ScoreCAM  # noqa: E402
+from onnxcam.runtime.weighting import WEIGHTINGS, graph_weighted_activation_sum  # noqa: E402
 from onnxcam.runtime.methods.eigencam import first_principal_projection  # noqa: E402
 
 pgc = import_pytorch_grad_cam()
@@ -150,6 +155,7 @@ def test_every_method_is_registered_by_name():
     expected = {
         "cam", "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "ablationcam",
         "scorecam", "saliency", "guided-backprop", "deconvnet", "guided-gradcam", "occlusion",
+        "reciprocam", "vit-reciprocam",
     }
     assert set(METHODS) == expected
 
@@ -223,3 +229,79 @@ def test_input_gradient_method_refused_without_the_export(small_models):
     _, path = small_models["mlp"]
     with pytest.raises(ValueError, match="input_gradients=\\['guided'\\]"):
         CamSession(path, providers="cpu").explain(small_batch(1), "guided-backprop")
+
+
+def test_layer_output_names_are_what_each_method_reads(small_models):
+    gap = CamSession(small_models["gap"][1], providers="cpu")
+    assert gap.layer_output_names("gradcam") == ["activations/features", "gradients/features"]
+    assert gap.layer_output_names("cam", "stem") == ["activations/stem"]
+    assert gap.layer_output_names(ScoreCAM()) == ["activations/features"]
+    with pytest.raises(ValueError, match="global-average-pool"):
+        CamSession(small_models["mlp"][1], providers="cpu").layer_output_names("cam")
+    with pytest.raises(ValueError, match="exported layers"):
+        gap.layer_output_names("gradcam", "fc")
+
+
+class NoPasses:
+    """Stands in for ModelPasses: any extra pass of the model fails."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"an extra model pass ({name})")
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_single_pass_declares_what_the_method_does(small_models, name):
+    """A method with ``single_pass`` makes its maps from one run's outputs; the others run more."""
+    _, path = small_models["gap"]
+    session, method, batch = CamSession(path, providers="cpu"), METHODS[name](), small_batch(2)
+    layer = session.metadata.layers[0]
+    rule = method.input_gradient_rule
+    names = ["logits", *session.layer_output_names(method), *([input_gradients_name(rule)] if rule else [])]
+    fetched = dict(zip(names, session.run(names, {INPUT: batch, CLASS_INDEX: np.full(2, -1)})))
+    outputs = LayerOutputs(
+        fetched[layer.activations],
+        fetched.get(layer.gradients),
+        fetched.get(layer.cam_weights),
+        fetched.get(input_gradients_name(rule)) if rule else None,
+    )
+    context = MethodContext(batch, fetched["logits"].argmax(axis=1), fetched["logits"], layer, NoPasses())
+    try:
+        method.raw_maps_by_weighting(outputs, method.weightings[:1], context)
+        extra_passes = False
+    except AssertionError:
+        extra_passes = True
+    assert method.single_pass is not extra_passes
+
+
+FUSABLE = sorted(name for name, method in METHODS.items() if method.fusable())
+
+
+def test_the_fusable_methods_are_the_single_pass_weighted_sums():
+    assert FUSABLE == ["cam", "gradcam", "gradcam++", "hirescam", "layercam", "xgradcam"]
+    assert all(METHODS[name].single_pass for name in FUSABLE)
+
+
+@pytest.mark.parametrize("name", FUSABLE)
+def test_graph_weights_give_the_numpy_maps_in_every_weighting(name):
+    """Each method's in-graph form (``graph_weights`` + the graph weighting) against its numpy form."""
+    rng = np.random.default_rng(5)
+    acts = np.abs(rng.standard_normal((2, 4, 3, 5))).astype(np.float32)
+    grads = rng.standard_normal((2, 4, 3, 5)).astype(np.float32)
+    grads[0, 0] = 0.0  # Grad-CAM++'s alpha is 0 where the gradient is
+    cam_weights = rng.standard_normal((2, 4)).astype(np.float32)
+    layer = LayerInfo("L", (4, 3, 5), has_cam_weights=True)
+    method, b = METHODS[name](), GraphBuilder(18, scope="test")
+    weights = method.graph_weights(b, layer)
+    maps = [graph_weighted_activation_sum(b, weights, layer.activations, w) for w in WEIGHTINGS]
+    graph = onnx.helper.make_graph(
+        [], "weights",
+        [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in (layer.activations, layer.gradients, layer.cam_weights)],
+        [onnx.helper.make_empty_tensor_value_info(m) for m in maps],
+    )
+    b.add_to(graph)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)], ir_version=8)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    in_graph = session.run(maps, {layer.activations: acts, layer.gradients: grads, layer.cam_weights: cam_weights})
+    expected = method.raw_maps_by_weighting(LayerOutputs(acts, grads, cam_weights), WEIGHTINGS)
+    for weighting, got in zip(WEIGHTINGS, in_graph):
+        np.testing.assert_allclose(got[:, 0], expected[weighting], rtol=1e-4, atol=1e-5, err_msg=weighting)

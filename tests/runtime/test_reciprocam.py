@@ -128,13 +128,15 @@ def test_vit_reciprocam_is_the_masked_token_head_score(small_vit, mask):
     assert np.abs(result.raw_maps - expected).max() <= TOLERANCE
 
 
-def test_probability_maps_are_the_same_under_every_weighting(small_models):
-    session = CamSession(small_models["gap"][1], providers="cpu")
-    batch = np.random.default_rng(3).standard_normal((2, 3, *INPUT_SIZE)).astype(np.float32)
-    results = session.explain_weightings(batch, "reciprocam", ("relu", "abs", "none"))
+@pytest.mark.parametrize("method", ["reciprocam", "vit-reciprocam"])
+def test_probability_maps_are_the_same_under_every_weighting(small_models, small_vit, method):
+    path, size = (small_models["gap"][1], INPUT_SIZE) if method == "reciprocam" else (small_vit[1], (32, 32))
+    session = CamSession(path, providers="cpu")
+    batch = np.random.default_rng(3).standard_normal((2, 3, *size)).astype(np.float32)
+    results = session.explain_weightings(batch, method, ("relu", "abs", "none"))
     assert (results["none"].raw_maps >= 0).all()
-    for weighting in ("relu", "abs"):
-        np.testing.assert_array_equal(results[weighting].maps, results["none"].maps)
+    for weighting in ("relu", "abs", "none"):
+        np.testing.assert_array_equal(results[weighting].maps, session.explain(batch, method, "none").maps)
 
 
 def test_bad_options_are_refused_clearly(small_models, small_vit):
