@@ -34,16 +34,31 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 def randomizable_layers(model: onnx.ModelProto) -> list[tuple[str, list[str]]]:
     """The layers of the forward graph that carry weights, from the logits down: ``[(node name,
-    [its float initializers: weight, bias])]``. A layer is a Conv, Gemm or MatMul node reading a
-    float initializer."""
-    initializers = {init.name: init for init in model.graph.initializer}
-    floats = {name for name, init in initializers.items() if init.data_type in _FLOAT_TYPES}
+    [its float initializers: weight, bias])]``. A layer is a Conv, Gemm or MatMul node whose
+    weight (or bias) operand is a float initializer, directly or through shape-only ops (the
+    exporter feeds a Linear's ``W`` to its Gemm through a Transpose, say)."""
+    floats = {init.name for init in model.graph.initializer if init.data_type in _FLOAT_TYPES}
+    producers = {output: node for node in model.graph.node for output in node.output}
     layers = []
     for node in extract_forward_model(model).graph.node:
-        weights = [name for name in node.input if name in floats]
+        operands = node.input if node.op_type == "MatMul" else node.input[1:]
+        weights = [source for source in (_initializer_source(name, producers, floats) for name in operands) if source]
         if node.op_type in LAYER_OPS and weights:
-            layers.append((node.name, weights))
+            layers.append((node.name, list(dict.fromkeys(weights))))
     return layers[::-1]
+
+
+_SHAPE_ONLY_OPS = {"Transpose", "Reshape", "Cast", "Identity", "Unsqueeze", "Squeeze", "Flatten"}
+
+
+def _initializer_source(name: str, producers: dict[str, onnx.NodeProto], floats: set[str]) -> str | None:
+    """The float initializer that ``name`` is, or is made from by shape-only ops; else None."""
+    while name not in floats:
+        node = producers.get(name)
+        if node is None or node.op_type not in _SHAPE_ONLY_OPS:
+            return None
+        name = node.input[0]
+    return name
 
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}

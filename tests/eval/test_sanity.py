@@ -198,3 +198,29 @@ def test_gradcam_fails_to_survive_randomization(mlp):
     assert spearman.shape == ssim.shape == (2, 4)
     np.testing.assert_allclose(spearman[0], 1)
     assert spearman[1].mean() < 0.9
+
+
+def test_weights_behind_shape_only_ops_are_found():
+    """The exporter may feed a Linear's W to the Gemm through a Transpose node (resnet18 does):
+    the layer's weight is the initializer behind it; a MatMul of two activations has none."""
+    from onnx import TensorProto, helper
+
+    weight = numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "W")
+    bias = numpy_helper.from_array(np.ones(2, np.float32), "b")
+    nodes = [
+        helper.make_node("Transpose", ["W"], ["W_t"], name="transpose"),
+        helper.make_node("Gemm", [INPUT, "W_t", "b"], ["hidden"], name="gemm"),
+        helper.make_node("MatMul", ["hidden", "hidden_t"], [LOGITS], name="self_product"),
+        helper.make_node("Transpose", ["hidden"], ["hidden_t"], name="transpose_hidden"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, [2, 2])],
+        [weight, bias],
+    )
+    nodes[2], nodes[3] = nodes[3], nodes[2]  # topological order
+    del graph.node[:]
+    graph.node.extend(nodes)
+    assert randomizable_layers(helper.make_model(graph)) == [("gemm", ["W", "b"])]
