@@ -48,7 +48,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 EVAL_HELP = """\
 Evaluate CAM-ready models: every method of the runtime and the weightings relu, abs and
-abs-weights, on the synthetic held-out set or the demo photos. Per-image results are written as
+abs-weights, on the synthetic held-out set, the demo photos or an annotated folder:
+
+  --dataset wsol --metadata DIR --image-root DIR          (WSOL-eval metadata: boxes or masks)
+  --dataset imagenet --annotations DIR --image-root DIR --synsets FILE   (ILSVRC val XML)
+  --dataset cub --root DIR [--split train|test|all]       (CUB_200_2011's own files)
+  --dataset voc --root DIR --classes FILE                 (Annotations/ + JPEGImages/)
+  --dataset coco --annotations FILE --image-root DIR      (instances JSON)
+
+--class-map FILE (dataset_label,model_class_index per line) maps labels that are not the model's
+class indices; an image with objects of several classes is evaluated once per class. Per-image
+results are written as
 they are computed under OUT/runs/<set>/<model>/ and a rerun resumes where it stopped; then OUT gets
 metrics.csv, diagnostics.csv, report.md and report.html with bootstrap 95% intervals."""
 
@@ -60,8 +70,7 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
         description=EVAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("models", nargs="*", type=Path, metavar="MODEL.onnx", help="CAM-ready models")
-    parser.add_argument("--dataset", choices=("synthetic", "demo-photos"), default="synthetic")
-    parser.add_argument("--images", type=int, default=2000, help="synthetic held-out images (default 2000)")
+    add_dataset_options(parser)
     parser.add_argument("--out", type=Path, default=Path("reports/localization"), help="output folder")
     parser.add_argument("--layer", help="exported layer (default: the first)")
     parser.add_argument("--method", action="append", help="only these methods (default: all of the runtime)")
@@ -83,18 +92,15 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``onnxcam eval``; returns the exit code."""
     from onnxcam.apps.report import write_report
-    from onnxcam.eval.evalset import demo_photos_eval_set, synthetic_eval_set
     from onnxcam.eval.run import EvaluationRun
-    from onnxcam.runtime import CamSession
 
     for path in args.models:
         if not path.is_file():
             raise FileNotFoundError(f"model {path} not found")
-        if args.dataset == "synthetic":
-            metadata = CamSession(path).metadata
-            data = synthetic_eval_set(args.images, metadata.preprocessing.input_size[0], metadata.num_classes)
-        else:
-            data = demo_photos_eval_set()
+    on_disk = None if args.dataset in MODEL_SETS else eval_set_from_args(args)  # built and checked once
+    for path in args.models:
+        data = eval_set_from_args(args, path) if on_disk is None else on_disk
+        check_model_classes(data, path)
         run = EvaluationRun(
             path, data, args.out, layer=args.layer, methods=args.method, step=args.step, chunk_size=args.chunk,
             method_budget_s=args.method_budget, workers=args.workers, progress=not args.quiet,
@@ -140,3 +146,76 @@ def run_score(args: argparse.Namespace) -> int:
     summary = "  ".join(f"{name} {scores[name]:.2f}" for name in headline)
     print(f"{summary}  ({len(metadata.image_ids)} images) -> {path}")
     return 0
+
+
+# ---- data-set options (shared with other commands: add_dataset_options + eval_set_from_args) ----
+
+MODEL_SETS = ("synthetic", "demo-photos")
+"""Sets that are built for the model (the synthetic set at its input size and class count)."""
+DATASETS = (*MODEL_SETS, "wsol", "imagenet", "cub", "voc", "coco")
+"""``--dataset`` choices: the on-disk ones are ``onnxcam.eval.datasets.eval_sets.BUILDERS``."""
+DATASET_OPTIONS = {
+    "wsol": (("metadata", "image_root"), ("mask_root", "class_map")),
+    "imagenet": (("annotations", "image_root"), ("synsets", "class_map")),
+    "cub": (("root",), ("split", "class_map")),
+    "voc": (("root",), ("classes", "class_map")),
+    "coco": (("annotations", "image_root"), ("class_map",)),
+}
+"""Per on-disk set: the options it requires and those it takes (its builder's arguments)."""
+
+
+def add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--dataset`` and the options that locate an evaluation set (see :data:`DATASET_OPTIONS`)."""
+    group = parser.add_argument_group("data set")
+    group.add_argument("--dataset", choices=DATASETS, default="synthetic", help="evaluation set (default synthetic)")
+    group.add_argument("--images", type=int, default=2000, help="synthetic held-out images (default 2000)")
+    group.add_argument("--metadata", type=Path, metavar="DIR", help="wsol: a WSOL-eval metadata split folder")
+    group.add_argument("--image-root", type=Path, metavar="DIR", help="wsol, imagenet, coco: folder the image paths start from")
+    group.add_argument("--mask-root", type=Path, metavar="DIR", help="wsol mask split: folder of the mask paths (default: --image-root)")
+    group.add_argument("--annotations", type=Path, metavar="PATH", help="imagenet: folder of XML files; coco: the JSON file")
+    group.add_argument("--synsets", type=Path, metavar="FILE", help="imagenet: the model's synsets in output order (n01440764 tench, ...)")
+    group.add_argument("--root", type=Path, metavar="DIR", help="cub: the CUB_200_2011 folder; voc: the folder of Annotations/, JPEGImages/")
+    group.add_argument("--split", choices=("train", "test", "all"), help="cub: which images (default test)")
+    group.add_argument("--classes", type=Path, metavar="FILE", help="voc: class names in model output order, one a line")
+    group.add_argument(
+        "--class-map", type=Path, metavar="FILE", help="dataset_label,model_class_index per line, for labels that are not model indices"
+    )
+
+
+def eval_set_from_args(args: argparse.Namespace, model: Path | None = None):
+    """The :class:`~onnxcam.eval.evalset.EvalSet` that ``args`` name; the synthetic set needs the
+    ``model`` (its input size and class count). On-disk sets have their labels checked here."""
+    from onnxcam.eval.evalset import demo_photos_eval_set, synthetic_eval_set
+
+    if args.dataset == "demo-photos":
+        return demo_photos_eval_set()
+    if args.dataset == "synthetic":
+        if model is None:
+            raise ValueError("the synthetic set is built for a model: give MODEL.onnx")
+        from onnxcam.runtime import CamSession
+
+        metadata = CamSession(model).metadata
+        return synthetic_eval_set(args.images, metadata.preprocessing.input_size[0], metadata.num_classes)
+    from onnxcam.eval.datasets.eval_sets import BUILDERS
+
+    required, optional = DATASET_OPTIONS[args.dataset]
+    missing = [f"--{name.replace('_', '-')}" for name in required if getattr(args, name) is None]
+    if missing:
+        raise ValueError(f"--dataset {args.dataset} needs {' and '.join(missing)}")
+    given = {name: getattr(args, name) for name in (*required, *optional) if getattr(args, name) is not None}
+    others = [
+        f"--{name.replace('_', '-')}"
+        for names in DATASET_OPTIONS.values() for name in (*names[0], *names[1])
+        if name not in given and getattr(args, name) is not None
+    ]
+    if others:
+        raise ValueError(f"--dataset {args.dataset} does not take {', '.join(sorted(set(others)))}")
+    return BUILDERS[args.dataset](**given)
+
+
+def check_model_classes(data, model: Path) -> None:
+    """Stop before any work if ``data`` names classes ``model`` does not have."""
+    from onnxcam.eval.datasets.eval_sets import check_class_indices
+    from onnxcam.runtime import CamSession
+
+    check_class_indices(data, CamSession(model).metadata.num_classes, str(model))

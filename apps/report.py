@@ -233,7 +233,9 @@ def eval_set_from_spec(spec: dict) -> EvalSet:
         return synthetic_eval_set(int(spec["n"]), int(spec["image_size"]), int(spec["num_classes"]), int(spec["seed"]))
     if spec["dataset"] == "demo-photos":
         return demo_photos_eval_set()
-    raise ValueError(f"cannot rebuild data set {spec['dataset']!r} for overlays")
+    from onnxcam.eval.datasets.eval_sets import on_disk_eval_set_from_spec
+
+    return on_disk_eval_set_from_spec(spec)
 
 
 def disagreement_overlays(run: RunResults, out: Path, method: str = "gradcam", count: int = 4) -> list[tuple[str, str]]:

@@ -7,6 +7,13 @@ Every reader returns boxes as inclusive 0-based ``(x0, y0, x1, y1)`` int64 array
 from onnxcam.eval.datasets.coco import COCOBoxes, read_coco_json, write_coco_set, wsol_metadata_from_coco
 from onnxcam.eval.datasets.cub import CUB200, read_cub200, write_cub_set, wsol_metadata_from_cub
 from onnxcam.eval.datasets.errors import AnnotationError
+from onnxcam.eval.datasets.eval_sets import (
+    coco_eval_set,
+    cub_eval_set,
+    imagenet_eval_set,
+    voc_eval_set,
+    wsol_eval_set,
+)
 from onnxcam.eval.datasets.object_set import ObjectSet
 from onnxcam.eval.datasets.multi_object import MultiObjectDataset, make_multi_object_dataset
 from onnxcam.eval.datasets.synthetic import CLASS_NAMES, SyntheticDataset, make_synthetic_dataset
@@ -39,6 +46,9 @@ __all__ = [
     "VOCAnnotation",
     "WSOLMetadata",
     "make_multi_object_dataset",
+    "coco_eval_set",
+    "cub_eval_set",
+    "imagenet_eval_set",
     "make_synthetic_dataset",
     "read_coco_json",
     "read_cub200",
@@ -46,6 +56,7 @@ __all__ = [
     "read_voc_xml",
     "read_wsol_mask",
     "read_wsol_metadata",
+    "voc_eval_set",
     "wsol_metadata_from_coco",
     "wsol_metadata_from_cub",
     "wsol_metadata_from_voc",
@@ -56,4 +67,5 @@ __all__ = [
     "write_voc_set",
     "write_wsol_metadata",
     "write_wsol_set",
+    "wsol_eval_set",
 ]

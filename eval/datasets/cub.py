@@ -29,7 +29,8 @@ from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata
 @dataclass(frozen=True)
 class CUB200:
     """CUB-200-2011 in file order: ``image_paths[i]`` (relative to ``images/``), ``labels[i]``
-    (0-based class index into ``class_names``), ``is_train[i]``, ``boxes[i]`` (``(N, 4)`` int64)."""
+    (0-based class index into ``class_names``), ``is_train[i]``, ``boxes[i]`` (``(N, 4)`` int64);
+    ``class_ids[k]``: the id ``classes.txt`` gives class ``k`` (ids sorted, usually ``k + 1``)."""
 
     root: Path
     class_names: tuple[str, ...]
@@ -37,6 +38,7 @@ class CUB200:
     labels: np.ndarray
     is_train: np.ndarray
     boxes: np.ndarray
+    class_ids: tuple[int, ...] = ()
 
 
 def _lines(path: Path, field_count: int) -> Iterator[tuple[int, list[str]]]:
@@ -118,14 +120,26 @@ def read_cub200(root: str | Path) -> CUB200:
         labels=np.array([class_index[labels[i][1]] for i in ids], dtype=np.int64),
         is_train=np.array([tables["train_test_split.txt"][i][1] for i in ids], dtype=bool),
         boxes=np.array([tables["bounding_boxes.txt"][i][1] for i in ids], dtype=np.int64).reshape(-1, 4),
+        class_ids=tuple(class_ids),
     )
+
+
+def box_in_image(box: np.ndarray, size: tuple[int, int], name: str) -> np.ndarray:
+    """A CUB box inside its ``(width, height)`` image: a box whose ``x + width`` (``y + height``)
+    reaches the image's far edge ends on its last pixel (the ``int(x + width)`` rule counts one past
+    it); one that starts outside or ends further out raises ``ValueError`` naming the image."""
+    width, height = size
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x0 >= width or y0 >= height or x1 > width or y1 > height:
+        raise ValueError(f"box {[x0, y0, x1, y1]} of {name} leaves its {width}x{height} image")
+    return np.array([x0, y0, min(x1, width - 1), min(y1, height - 1)], dtype=np.int64)
 
 
 def wsol_metadata_from_cub(cub: CUB200, train: bool, image_sizes: dict[str, tuple[int, int]]) -> WSOLMetadata:
     """Return the training (``train=True``) or test split of ``cub`` as WSOL metadata.
 
     ``image_sizes`` maps each image path to ``(width, height)`` (read them from the image files,
-    e.g. with ``PIL.Image.open(path).size``); a box reaching outside its image raises ``ValueError``.
+    e.g. with ``PIL.Image.open(path).size``); boxes go through :func:`box_in_image`.
     """
     metadata = WSOLMetadata([])
     for path, label, in_train, box in zip(cub.image_paths, cub.labels, cub.is_train, cub.boxes):
@@ -133,13 +147,10 @@ def wsol_metadata_from_cub(cub: CUB200, train: bool, image_sizes: dict[str, tupl
             continue
         if path not in image_sizes:
             raise ValueError(f"no image size given for {path}")
-        width, height = image_sizes[path]
-        if box[2] >= width or box[3] >= height:
-            raise ValueError(f"box {box.tolist()} of {path} leaves its {width}x{height} image")
         metadata.image_ids.append(path)
         metadata.class_labels[path] = int(label)
-        metadata.image_sizes[path] = (width, height)
-        metadata.boxes[path] = box[None, :].copy()
+        metadata.image_sizes[path] = image_sizes[path]
+        metadata.boxes[path] = box_in_image(box, image_sizes[path], path)[None, :]
     return metadata
 
 
