@@ -76,6 +76,10 @@ class CamSession:
             or input-gradient rules makes each method pay for all of them (the input-gradient
             methods about 3x with three rules); the price is one more session (memory, a second or
             so to build) per distinct set of outputs, on first use.
+        perturbation_model: another CAM-ready file of the same network (the static-int8 copy from
+            ``onnxcam.export.quantize.quantize_cam_model``, say) whose forward graph runs the extra
+            forward passes of Score-CAM and occlusion; the main pass stays on ``path``. Score-CAM's
+            2,048 masked passes on resnet50 then cost an int8 forward each (docs/benchmarks.md).
 
     >>> session = CamSession("resnet50.cam.onnx")  # doctest: +SKIP
     >>> result = session.explain(batch, method="gradcam", weighting="relu")  # doctest: +SKIP
@@ -91,6 +95,7 @@ class CamSession:
         threads: int | None = None,
         session_options: ort.SessionOptions | None = None,
         prune_graph: bool = False,
+        perturbation_model: str | os.PathLike | None = None,
     ):
         self.path = Path(path)
         requested = select_providers(providers)
@@ -98,6 +103,7 @@ class CamSession:
         self._options = options
         self._model_passes: ModelPasses | None = None
         self._prune_graph = prune_graph
+        self._perturbation_model = perturbation_model
         self._pruned: dict[tuple[str, ...], ort.InferenceSession] = {}
         self.session = open_inference_session(self.path, requested, options)
         if providers is not None:
@@ -163,7 +169,9 @@ class CamSession:
 
     def _passes(self) -> ModelPasses:
         if self._model_passes is None:
-            self._model_passes = ModelPasses(self.path, self.session.get_providers(), self._options)
+            self._model_passes = ModelPasses(
+                self.path, self.session.get_providers(), self._options, self._perturbation_model
+            )
         return self._model_passes
 
     def _maps_at_input(

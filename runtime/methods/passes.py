@@ -55,8 +55,15 @@ class ModelPasses:
     of the model and its idle threads would take their cores. Score-CAM's and occlusion's forward
     passes run back to back and keep the options."""
 
-    def __init__(self, path: str | os.PathLike, providers: list[str], options: ort.SessionOptions):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        providers: list[str],
+        options: ort.SessionOptions,
+        forward_path: str | os.PathLike | None = None,
+    ):
         self.path = Path(path)
+        self.forward_path = Path(forward_path) if forward_path is not None else None
         self.providers = providers
         self.options = options
         self.head_options = without_spinning(options)
@@ -81,9 +88,11 @@ class ModelPasses:
 
     def logits(self, inputs: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """(M, C, H, W) float32 inputs -> (M, K) logits, with the forward graph alone (no
-        backward), ``batch_size`` inputs per run (default: as many as fit MAX_CHUNK_FLOATS)."""
+        backward), ``batch_size`` inputs per run (default: as many as fit MAX_CHUNK_FLOATS); the
+        forward graph of ``forward_path`` when given (a static-int8 copy of the model, say)."""
         if self._forward is None:
-            self._forward = session_of_model(extract_forward_model(self.model), self.providers, self.options)
+            model = self.model if self.forward_path is None else onnx.load(str(self.forward_path))
+            self._forward = session_of_model(extract_forward_model(model), self.providers, self.options)
         step = chunk_rows(int(np.prod(inputs.shape[1:])), batch_size)
         return np.concatenate(
             [
