@@ -51,6 +51,7 @@ from onnxcam.graph import (
     inferred_types,
     node_label,
     optional_input,
+    set_metadata_prop,
     tensor_names,
 )
 
@@ -189,10 +190,7 @@ def augment_classifier(
         arch=arch,
         exporter={"onnxcam": onnxcam.__version__, "onnx": onnx.__version__},
     )
-    kept = [p for p in proto.metadata_props if p.key != METADATA_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    proto.metadata_props.add(key=METADATA_KEY, value=metadata.to_json())
+    set_metadata_prop(proto, METADATA_KEY, metadata.to_json())
 
     proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     onnx.checker.check_model(proto, full_check=True)

@@ -17,8 +17,10 @@ import onnx
 
 from onnxcam.atomic_write import write_atomically
 from onnxcam.contract import METADATA_KEY, ContractError, ModelMetadata
+from onnxcam.export.fused_heatmaps import SCOPE as FUSED_SCOPE
+from onnxcam.graph import set_metadata_prop
 
-FUSED_NODE_PREFIX = "onnxcam/heatmap/"
+FUSED_NODE_PREFIX = f"onnxcam/{FUSED_SCOPE}/"
 """Name prefix of the fused-heatmap nodes (``onnxcam.export.fused_heatmaps``)."""
 
 
@@ -35,10 +37,7 @@ def model_metadata(model: onnx.ModelProto) -> ModelMetadata:
 
 def set_model_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
     """Replace the contract metadata of ``model`` (in place), keeping its other properties."""
-    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    model.metadata_props.add(key=METADATA_KEY, value=metadata.to_json())
+    set_metadata_prop(model, METADATA_KEY, metadata.to_json())
 
 
 def with_conversion_note(metadata: ModelMetadata, key: str, note: str) -> ModelMetadata:

@@ -23,23 +23,12 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from onnxcam.contract import CLASS_INDEX, INPUT, TOP1_CLASS, Preprocessing
 from onnxcam.export.precision import load_cam_model, save_model, set_model_metadata, with_conversion_note
+from onnxcam.graph import UniqueNames, downstream_nodes
 from onnxcam.runtime.inputs import preprocess_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 CALIBRATION_BATCH = 4
 """Images per calibration run: bounds the memory of the augmented graph (all tensors are outputs)."""
-
-
-def downstream_nodes(graph: onnx.GraphProto, source: str) -> list[onnx.NodeProto]:
-    """Nodes of ``graph`` that depend, directly or not, on the tensor ``source`` (in graph order,
-    which ONNX requires to be topological)."""
-    reached = {source}
-    found = []
-    for node in graph.node:
-        if reached.intersection(node.input):
-            reached.update(node.output)
-            found.append(node)
-    return found
 
 
 def backward_node_names(model: onnx.ModelProto) -> list[str]:
@@ -49,14 +38,10 @@ def backward_node_names(model: onnx.ModelProto) -> list[str]:
 
 def _name_unnamed_nodes(model: onnx.ModelProto) -> None:
     """Give every unnamed node a unique name: the quantizer selects nodes by name."""
-    used = {node.name for node in model.graph.node}
-    count = 0
+    names = UniqueNames(node.name for node in model.graph.node)
     for node in model.graph.node:
         if not node.name:
-            while f"onnxcam/quantize/{count}" in used:
-                count += 1
-            node.name = f"onnxcam/quantize/{count}"
-            used.add(node.name)
+            node.name = names.new("quantize")
 
 
 def _unshare_backward_weights(model: onnx.ModelProto, backward: set[str]) -> None:

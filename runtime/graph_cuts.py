@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from onnxcam.contract import INPUT, LOGITS
+from onnxcam.graph import GraphIndex, attribute, optional_input
 
 __all__ = ["HeadGraph", "extract_forward_model", "extract_head", "extract_model"]
 
@@ -41,16 +41,13 @@ def extract_model(model: onnx.ModelProto, inputs: list[str], outputs: list[str])
     """
     extracted = onnx.utils.Extractor(model).extract_model(inputs, outputs)
     graph_inputs = {value.name for value in model.graph.input}
-    produced = {name for node in extracted.graph.node for name in node.output}
-    constants = {init.name for init in extracted.graph.initializer}
-    for node in extracted.graph.node:
-        for name in node.input:
-            if name and name not in produced and name not in constants and name not in inputs:
-                if name in graph_inputs:
-                    raise ValueError(
-                        f"{outputs} depend on graph input {name!r} besides {inputs}: "
-                        f"{inputs} do not cut the graph"
-                    )
+    index = GraphIndex(extracted.graph)
+    initializers = {init.name for init in extracted.graph.initializer}
+    for name in index.consumers:
+        if name in graph_inputs and name not in index.producers and name not in initializers and name not in inputs:
+            raise ValueError(
+                f"{outputs} depend on graph input {name!r} besides {inputs}: {inputs} do not cut the graph"
+            )
     return extracted
 
 
@@ -86,79 +83,49 @@ class HeadGraph:
         return extract_model(self.forward, [cut], [self.features])
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
-
-
-def _constant(name: str, constants: dict[str, np.ndarray], producers: dict[str, onnx.NodeProto]):
-    """The value of ``name`` if it is a constant or a Transpose of one, else None."""
-    if name in constants:
-        return constants[name]
-    node = producers.get(name)
-    if node is not None and node.op_type == "Transpose":
-        value = _constant(node.input[0], constants, producers)
-        if value is not None:
-            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-            return np.transpose(value, perm)
-    return None
-
-
-def _final_linear(
-    graph: onnx.GraphProto, constants: dict[str, np.ndarray], producers: dict[str, onnx.NodeProto]
-) -> tuple[str, tuple[np.ndarray, np.ndarray] | None]:
+def _final_linear(index: GraphIndex) -> tuple[str, tuple[np.ndarray, np.ndarray] | None]:
     """(features tensor, (W (F, K), b (K,))) when the logits come from a Gemm with constant
-    weights; else (``logits``, None)."""
-    node = producers.get(LOGITS)
+    weights (or a Transpose of them); else (``logits``, None)."""
+    node = index.producers.get(LOGITS)
     if node is None or node.op_type != "Gemm":
         return LOGITS, None
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    weight = _constant(node.input[1], constants, producers)
-    bias = _constant(node.input[2], constants, producers) if len(node.input) > 2 and node.input[2] else None
-    if attrs.get("transA", 0) or weight is None or (len(node.input) > 2 and node.input[2] and bias is None):
+    weight = index.constant_through_transpose(node.input[1])
+    bias_name = optional_input(node, 2)
+    bias = index.constant_through_transpose(bias_name) if bias_name else None
+    if attribute(node, "transA", 0) or weight is None or (bias_name and bias is None):
         return LOGITS, None
-    if attrs.get("transB", 0):
+    if attribute(node, "transB", 0):
         weight = weight.T
-    weight = np.asarray(weight, dtype=np.float32) * float(attrs.get("alpha", 1.0))
+    weight = np.asarray(weight, dtype=np.float32) * float(attribute(node, "alpha", 1.0))
     k = weight.shape[1]
     bias = np.zeros(k, np.float32) if bias is None else np.broadcast_to(bias, (1, k))[0].astype(np.float32)
-    return node.input[0], (weight, bias * float(attrs.get("beta", 1.0)))
+    return node.input[0], (weight, bias * float(attribute(node, "beta", 1.0)))
 
 
 def _reduction_keeps_channels(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> bool:
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    axes = attrs.get("axes")
-    if axes is None and len(node.input) > 1 and node.input[1]:
-        axes = constants.get(node.input[1])
+    axes = attribute(node, "axes")
+    axes_name = optional_input(node, 1)
+    if axes is None and axes_name:
+        axes = constants.get(axes_name)
     if axes is None:  # reduces every axis
         return False
-    return all(int(axis) % 4 >= 2 for axis in np.asarray(axes).ravel()) and attrs.get("keepdims", 1) == 1
+    return all(int(axis) % 4 >= 2 for axis in np.asarray(axes).ravel()) and attribute(node, "keepdims", 1) == 1
 
 
 def extract_head(model: onnx.ModelProto, activations: str) -> HeadGraph:
     """Cut the head after the tensor ``activations`` (an ``activations/L`` output) out of a
     CAM-ready (or plain forward) model. Raises ValueError when the tensor does not cut the graph."""
     forward = extract_forward_model(model) if any(v.name != INPUT for v in model.graph.input) else model
-    graph = forward.graph
-    constants = _constants(graph)
-    producers = {name: node for node in graph.node for name in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    features, linear = _final_linear(graph, constants, producers)
+    index = GraphIndex(forward.graph)
+    features, linear = _final_linear(index)
 
     chain: list[str] = []
     tensor = activations
-    while tensor != features and len(consumers.get(tensor, [])) == 1:
-        node = consumers[tensor][0]
+    while tensor != features and (node := index.only_consumer(tensor)) is not None:
         commutes = (
             node.op_type in _MASK_COMMUTING
             or node.op_type in _RESHAPES
-            or (node.op_type in _SPATIAL_REDUCTIONS and _reduction_keeps_channels(node, constants))
+            or (node.op_type in _SPATIAL_REDUCTIONS and _reduction_keeps_channels(node, index.constants))
         )
         if not commutes or node.input[0] != tensor:
             break

@@ -128,7 +128,15 @@ class CamSession:
                 f"layer {name!r} is not in {self.path.name}; exported layers: {', '.join(self.layers)}"
             ) from None
 
-    def _output_names(self, method: CamMethod, layer: LayerInfo) -> list[str]:
+    def layer_output_names(self, method: str | CamMethod, layer: str | None = None) -> list[str]:
+        """The outputs of ``layer`` (default: the first exported) that ``method`` reads:
+        ``activations/L``, then ``gradients/L`` and ``cam_weights/L`` where it needs them. ValueError
+        for an unknown method or layer, or a layer without the CAM weights the method needs.
+
+        >>> session.layer_output_names("gradcam")  # doctest: +SKIP
+        ['activations/layer4', 'gradients/layer4']
+        """
+        method, layer = get_method(method), self._layer(layer)
         names = [layer.activations]
         if method.needs_gradients:
             names.append(layer.gradients)
@@ -188,7 +196,7 @@ class CamSession:
         only ``raw`` was computed and the caller resizes it, raw maps)}, logits, explained classes)``."""
         names = [LOGITS] + self._input_gradients_name(method)
         for layer in layers:
-            names += self._output_names(method, layer)
+            names += self.layer_output_names(method, layer.name)
         fused = {}
         if use_fused and len(layers) == 1:
             for weighting in weightings:

@@ -7,7 +7,7 @@ take, and ``onnx.helper`` covers what is written here (``onnx-ir`` would add sym
 the base install for no new capability).
 """
 
-from onnxcam.graph.builder import GraphBuilder, UniqueNames
+from onnxcam.graph.builder import GraphBuilder, UniqueNames, set_metadata_prop
 from onnxcam.graph.index import (
     DEFAULT_DOMAINS,
     GraphIndex,
@@ -37,5 +37,6 @@ __all__ = [
     "inferred_types",
     "node_label",
     "optional_input",
+    "set_metadata_prop",
     "tensor_names",
 ]

@@ -15,7 +15,15 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-__all__ = ["GraphBuilder", "UniqueNames"]
+__all__ = ["GraphBuilder", "UniqueNames", "set_metadata_prop"]
+
+
+def set_metadata_prop(model: onnx.ModelProto, key: str, value: str) -> None:
+    """Set ``model``'s metadata property ``key`` to ``value`` (in place), after the others."""
+    kept = [prop for prop in model.metadata_props if prop.key != key]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=key, value=value)
 
 
 class UniqueNames:

@@ -10,26 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import AttributeProto, helper, numpy_helper
-
-__all__ = [
-    "DEFAULT_DOMAINS",
-    "GraphIndex",
-    "TensorType",
-    "attribute",
-    "attributes",
-    "constants",
-    "default_opset",
-    "downstream_nodes",
-    "inferred_types",
-    "node_label",
-    "optional_input",
-    "tensor_names",
-]
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 """The names of the default (standard operator) domain."""
@@ -131,15 +117,14 @@ class GraphIndex:
     """One read of a graph: producers, consumers, constants and (optionally) inferred types.
 
     ``producers[t]``: the node that outputs tensor t; ``consumers[t]``: the nodes that read t, each
-    once, in graph order; ``constants[t]``: see :func:`constants`; ``types``: see
-    :func:`inferred_types` (empty unless given). The index is a snapshot: rebuild it after editing
-    the graph.
+    once, in graph order; ``constants[t]``: see :func:`constants` (read on first use: it copies
+    every weight); ``types``: see :func:`inferred_types` (empty unless given). The index is a
+    snapshot: rebuild it after editing the graph.
     """
 
     def __init__(self, graph: onnx.GraphProto, types: Mapping[str, TensorType] | None = None):
         self.graph = graph
         self.types: Mapping[str, TensorType] = types or {}
-        self.constants = constants(graph)
         self.producers: dict[str, onnx.NodeProto] = {}
         self.consumers: dict[str, list[onnx.NodeProto]] = {}
         for node in graph.node:
@@ -149,6 +134,10 @@ class GraphIndex:
             for name in dict.fromkeys(node.input):
                 if name:
                     self.consumers.setdefault(name, []).append(node)
+
+    @cached_property
+    def constants(self) -> dict[str, np.ndarray]:
+        return constants(self.graph)
 
     def names(self) -> set[str]:
         """Every tensor and node name in use: what a new name must avoid."""

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from onnxcam.export.vjp.builder import BackwardBuilder
+from onnxcam.export.vjp.builder import BackwardBuilder, Window
 from onnxcam.export.vjp.registry import Grads, Needs, rule
 from onnxcam.graph import attribute, attributes
 
@@ -37,12 +37,16 @@ def _global_average_pool(b: BackwardBuilder, node: onnx.NodeProto, grads: Grads,
     return [b.op("Expand", b.op("Div", grads[0], area), b.op("Shape", x))]
 
 
+def _pool_window(b: BackwardBuilder, node: onnx.NodeProto) -> tuple[str, list[int], Window, int]:
+    """A pooling node's input, kernel, window geometry and channel count."""
+    x, kernel = node.input[0], attribute(node, "kernel_shape")
+    (channels,) = b.static_dims(x, [1])
+    return x, kernel, b.window(node, x, node.output[0], kernel), channels
+
+
 @rule("AveragePool")
 def _average_pool(b: BackwardBuilder, node: onnx.NodeProto, grads: Grads, needs: Needs) -> Grads:
-    x, y = node.input[0], node.output[0]
-    kernel = attribute(node, "kernel_shape")
-    window = b.window(node, x, y, kernel)
-    (channels,) = b.static_dims(x, [1])
+    x, kernel, window, channels = _pool_window(b, node)
     sizes = b.static_dims(x, range(2, 2 + len(kernel)))
     ones = b.const(np.ones([1, 1, *sizes]))
     # 1/divisor per output position, for whatever divisor rule the forward used (count_include_pad,
@@ -63,10 +67,8 @@ def _average_pool(b: BackwardBuilder, node: onnx.NodeProto, grads: Grads, needs:
 
 @rule("MaxPool")
 def _max_pool(b: BackwardBuilder, node: onnx.NodeProto, grads: Grads, needs: Needs) -> Grads:
-    x, y = node.input[0], node.output[0]
-    kernel = attribute(node, "kernel_shape")
-    window = b.window(node, x, y, kernel)
-    (channels,) = b.static_dims(x, [1])
+    x, kernel, window, channels = _pool_window(b, node)
+    y = node.output[0]
     spatial = len(kernel)
     axes = list(range(2, 2 + spatial))
     # Padding never wins: pad with the lowest float, which no pooled value equals.

@@ -23,6 +23,7 @@ class AblationCAM(CamMethod):
 
     name = "ablationcam"
     needs_gradients = False
+    single_pass = False
 
     def channel_weights(self, outputs: LayerOutputs, context: MethodContext | None = None) -> np.ndarray:
         weights = np.empty(outputs.activations.shape[:2], dtype=np.float64)

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from onnxcam.contract import LayerInfo
-from onnxcam.runtime.weighting import WEIGHTINGS, rectify, weighted_activation_sum
+from onnxcam.runtime.weighting import WEIGHTINGS, weighted_activation_sum
 
 if TYPE_CHECKING:
+    from onnxcam.graph import GraphBuilder
     from onnxcam.runtime.methods.passes import ModelPasses
 
 
@@ -51,14 +52,6 @@ class MethodContext:
     passes: ModelPasses
 
 
-def elementwise_weighted_sum(weights: np.ndarray, activations: np.ndarray, weighting: str) -> np.ndarray:
-    """Per-position weights (N, C, h, w) times activations (N, C, h, w), summed over C -> (N, h, w),
-    under ``weighting`` (``abs-weights`` takes |weights|)."""
-    if weighting == "abs-weights":
-        weights = np.abs(weights)
-    return rectify((weights * activations).sum(axis=1), weighting)
-
-
 class CamMethod:
     """A class activation map method: ``M = weighting(sum_k w_k A^k)``.
 
@@ -68,9 +61,15 @@ class CamMethod:
     does not change (the weights, a signed map, the input gradients, and every extra model pass
     behind them) is computed once however many weightings are asked for.
 
+    A method whose weights are graph ops on the layer's outputs also implements
+    :meth:`graph_weights`, the twin of its numpy weights: the exporter can then finish its maps
+    inside the model (``heatmap/<method>/<weighting>`` outputs).
+
     needs_gradients / needs_cam_weights: fetch ``gradients/L`` / ``cam_weights/L``.
     input_gradient_rule: fetch ``input_gradients/<rule>`` (maps then come at input resolution).
     weightings: the weightings the method accepts.
+    single_pass: the maps come from one run's outputs alone; False for methods that run the
+        model again through :class:`MethodContext` (perturbation methods).
     """
 
     name: ClassVar[str]
@@ -78,6 +77,7 @@ class CamMethod:
     needs_cam_weights: ClassVar[bool] = False
     input_gradient_rule: ClassVar[str | None] = None
     weightings: ClassVar[tuple[str, ...]] = WEIGHTINGS
+    single_pass: ClassVar[bool] = True
 
     def channel_weights(self, outputs: LayerOutputs, context: MethodContext | None = None) -> np.ndarray:
         """(N, C) weight of each activation channel."""
@@ -87,15 +87,26 @@ class CamMethod:
         """(N, C, h, w) weight of each activation, for methods that weigh positions; else None."""
         return None
 
+    def graph_weights(self, b: GraphBuilder, layer: LayerInfo) -> str:
+        """The weights as graph ops on the layer's output tensors (``layer.activations``,
+        ``layer.gradients``, ``layer.cam_weights``): (N, C, 1, 1) channel weights or (N, C, h, w)
+        per-position weights, equal to :meth:`channel_weights` / :meth:`elementwise_weights`.
+        Methods that cannot be computed inside the graph leave it unimplemented."""
+        raise NotImplementedError(f"method {self.name!r} cannot be computed inside the graph")
+
+    @classmethod
+    def fusable(cls) -> bool:
+        """Whether the method implements :meth:`graph_weights`: its maps can be fused into the model."""
+        return cls.graph_weights is not CamMethod.graph_weights
+
     def raw_maps_by_weighting(
         self, outputs: LayerOutputs, weightings: Sequence[str], context: MethodContext | None = None
     ) -> dict[str, np.ndarray]:
         """One (N, h, w) map per weighting, at the layer's resolution, before resizing and
         normalisation, all from one computation of the weights."""
-        elementwise = self.elementwise_weights(outputs)
-        if elementwise is not None:
-            return {w: elementwise_weighted_sum(elementwise, outputs.activations, w) for w in weightings}
-        weights = self.channel_weights(outputs, context).astype(np.float32, copy=False)
+        weights = self.elementwise_weights(outputs)
+        if weights is None:
+            weights = self.channel_weights(outputs, context).astype(np.float32, copy=False)
         return {w: weighted_activation_sum(weights, outputs.activations, w) for w in weightings}
 
     def raw_maps(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxcam.contract import LayerInfo
+from onnxcam.graph import GraphBuilder
 from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
 
 
@@ -25,3 +27,6 @@ class CAM(CamMethod):
 
     def channel_weights(self, outputs: LayerOutputs, context: MethodContext | None = None) -> np.ndarray:
         return outputs.cam_weights
+
+    def graph_weights(self, b: GraphBuilder, layer: LayerInfo) -> str:
+        return b.op("Unsqueeze", layer.cam_weights, b.ints([2, 3]))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxcam.contract import LayerInfo
+from onnxcam.graph import GraphBuilder
 from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
 
 
@@ -22,3 +24,6 @@ class GradCAM(CamMethod):
 
     def channel_weights(self, outputs: LayerOutputs, context: MethodContext | None = None) -> np.ndarray:
         return outputs.gradients.mean(axis=(2, 3))
+
+    def graph_weights(self, b: GraphBuilder, layer: LayerInfo) -> str:
+        return b.reduce("ReduceMean", layer.gradients, [2, 3])

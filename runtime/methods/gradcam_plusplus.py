@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxcam.contract import LayerInfo
+from onnxcam.graph import GraphBuilder
 from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
 
 EPSILON = 1e-6
@@ -31,3 +33,12 @@ class GradCAMPlusPlus(CamMethod):
         alpha = squared / (2 * squared + summed * squared * grads + EPSILON)
         alpha = np.where(grads != 0, alpha, 0.0)
         return (np.maximum(grads, 0.0) * alpha).sum(axis=(2, 3))
+
+    def graph_weights(self, b: GraphBuilder, layer: LayerInfo) -> str:
+        grads = layer.gradients
+        squared = b.op("Mul", grads, grads)
+        summed = b.reduce("ReduceSum", layer.activations, [2, 3])
+        cubed = b.op("Mul", summed, b.op("Mul", squared, grads))
+        denominator = b.op("Add", b.op("Add", b.op("Mul", squared, b.const(2.0)), cubed), b.const(EPSILON))
+        alpha = b.op("Where", b.op("Equal", grads, b.const(0.0)), b.const(0.0), b.op("Div", squared, denominator))
+        return b.reduce("ReduceSum", b.op("Mul", b.op("Relu", grads), alpha), [2, 3])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxcam.contract import LayerInfo
+from onnxcam.graph import GraphBuilder
 from onnxcam.runtime.methods.base import CamMethod, LayerOutputs
 
 
@@ -21,3 +23,6 @@ class HiResCAM(CamMethod):
 
     def elementwise_weights(self, outputs: LayerOutputs) -> np.ndarray:
         return outputs.gradients
+
+    def graph_weights(self, b: GraphBuilder, layer: LayerInfo) -> str:
+        return layer.gradients

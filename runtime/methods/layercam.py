@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxcam.contract import LayerInfo
+from onnxcam.graph import GraphBuilder
 from onnxcam.runtime.methods.base import CamMethod, LayerOutputs
 
 
@@ -22,3 +24,6 @@ class LayerCAM(CamMethod):
 
     def elementwise_weights(self, outputs: LayerOutputs) -> np.ndarray:
         return np.maximum(outputs.gradients, 0.0)
+
+    def graph_weights(self, b: GraphBuilder, layer: LayerInfo) -> str:
+        return b.op("Relu", layer.gradients)

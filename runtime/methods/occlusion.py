@@ -30,6 +30,7 @@ class Occlusion(CamMethod):
 
     name = "occlusion"
     needs_gradients = False
+    single_pass = False
 
     def __init__(self, window: int = 32, stride: int = 16, baseline: float = 0.0, batch_size: int = 32):
         self.window, self.stride, self.baseline, self.batch_size = window, stride, baseline, batch_size

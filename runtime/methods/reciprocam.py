@@ -66,6 +66,7 @@ class ReciproCAM(CamMethod):
 
     name = "reciprocam"
     needs_gradients = False
+    single_pass = False
     weightings = ("relu", "abs", "none")
     default_mask = "onehot"
 

@@ -50,6 +50,7 @@ class ScoreCAM(CamMethod):
 
     name = "scorecam"
     needs_gradients = False
+    single_pass = False
 
     def __init__(self, batch_size: int = 32):
         self.batch_size = batch_size

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxcam.contract import LayerInfo
+from onnxcam.graph import GraphBuilder
 from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
 
 EPSILON = 1e-7
@@ -24,3 +26,8 @@ class XGradCAM(CamMethod):
         acts = outputs.activations.astype(np.float64)
         summed = acts.sum(axis=(2, 3), keepdims=True)
         return (outputs.gradients * acts / (summed + EPSILON)).sum(axis=(2, 3))
+
+    def graph_weights(self, b: GraphBuilder, layer: LayerInfo) -> str:
+        summed = b.reduce("ReduceSum", layer.activations, [2, 3])
+        normalised = b.op("Div", layer.activations, b.op("Add", summed, b.const(EPSILON)))
+        return b.reduce("ReduceSum", b.op("Mul", layer.gradients, normalised), [2, 3])

@@ -234,10 +234,11 @@ def test_input_gradient_method_refused_without_the_export(small_models):
 def test_layer_output_names_are_what_each_method_reads(small_models):
     gap = CamSession(small_models["gap"][1], providers="cpu")
     assert gap.layer_output_names("gradcam") == ["activations/features", "gradients/features"]
-    assert gap.layer_output_names("cam", "stem") == ["activations/stem"]
+    assert gap.layer_output_names("cam") == ["activations/features", "cam_weights/features"]
+    assert gap.layer_output_names("eigencam", "stem") == ["activations/stem"]
     assert gap.layer_output_names(ScoreCAM()) == ["activations/features"]
     with pytest.raises(ValueError, match="global-average-pool"):
-        CamSession(small_models["mlp"][1], providers="cpu").layer_output_names("cam")
+        gap.layer_output_names("cam", "stem")
     with pytest.raises(ValueError, match="exported layers"):
         gap.layer_output_names("gradcam", "fc")
 
@@ -256,13 +257,16 @@ def test_single_pass_declares_what_the_method_does(small_models, name):
     session, method, batch = CamSession(path, providers="cpu"), METHODS[name](), small_batch(2)
     layer = session.metadata.layers[0]
     rule = method.input_gradient_rule
-    names = ["logits", *session.layer_output_names(method), *([input_gradients_name(rule)] if rule else [])]
+    try:
+        names = ["logits", *session.layer_output_names(method), *([input_gradients_name(rule)] if rule else [])]
+    except ValueError as error:  # a method for other models (ACoL's own class maps)
+        pytest.skip(str(error))
     fetched = dict(zip(names, session.run(names, {INPUT: batch, CLASS_INDEX: np.full(2, -1)})))
     outputs = LayerOutputs(
-        fetched[layer.activations],
-        fetched.get(layer.gradients),
-        fetched.get(layer.cam_weights),
-        fetched.get(input_gradients_name(rule)) if rule else None,
+        activations=fetched[layer.activations],
+        gradients=fetched.get(layer.gradients),
+        cam_weights=fetched.get(layer.cam_weights),
+        input_gradients=fetched.get(input_gradients_name(rule)) if rule else None,
     )
     context = MethodContext(batch, fetched["logits"].argmax(axis=1), fetched["logits"], layer, NoPasses())
     try:
@@ -302,6 +306,6 @@ def test_graph_weights_give_the_numpy_maps_in_every_weighting(name):
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)], ir_version=8)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     in_graph = session.run(maps, {layer.activations: acts, layer.gradients: grads, layer.cam_weights: cam_weights})
-    expected = method.raw_maps_by_weighting(LayerOutputs(acts, grads, cam_weights), WEIGHTINGS)
+    expected = method.raw_maps_by_weighting(LayerOutputs(acts, gradients=grads, cam_weights=cam_weights), WEIGHTINGS)
     for weighting, got in zip(WEIGHTINGS, in_graph):
         np.testing.assert_allclose(got[:, 0], expected[weighting], rtol=1e-4, atol=1e-5, err_msg=weighting)
