@@ -261,11 +261,14 @@ def coco_eval_set(annotations: str | Path, image_root: str | Path, class_map: st
     ``image_root / file_name``; labels are category ids, model class = the id's rank among the
     file's categories (sorted by id) unless ``class_map`` maps them. Images without boxes are left out."""
     coco = read_coco_json(annotations)
+    order = np.argsort(coco.image_ids, kind="stable")  # each image's annotations, in file order
+    starts = np.searchsorted(coco.image_ids[order], [image.id for image in coco.images])
+    ends = np.searchsorted(coco.image_ids[order], [image.id for image in coco.images], side="right")
     images = []
-    for image in coco.images:
-        keep = coco.image_ids == image.id
-        if not keep.any():
+    for image, start, end in zip(coco.images, starts, ends):
+        if start == end:
             continue
+        keep = order[start:end]
         images.append(AnnotatedImage(
             id=image.file_name, path=Path(image_root) / image.file_name, size=(image.width, image.height),
             labels=tuple(str(c) for c in coco.category_ids[keep]), boxes=coco.boxes[keep],

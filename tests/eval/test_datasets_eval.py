@@ -168,20 +168,27 @@ def chunk_arrays(folder):
     }
 
 
-@pytest.mark.parametrize("format", ["imagenet", "cub", "voc", "coco"])
-def test_each_format_written_by_make_dataset_runs_to_the_wsol_numbers(synthetic_model, tmp_path, format):
-    """The same PNG pixels and boxes through every format's files give the same arrays."""
+def written_run(model, out, format):
+    """make-dataset's PNG files of 5 images in ``format``, evaluated: the run's chunk arrays."""
     from onnxcam.eval.datasets.writers import eval_arguments
 
-    written = {}
-    for name in ("wsol", format):
-        out = tmp_path / name
-        assert main(["make-dataset", "--format", name, "--images", "5", "--image-format", "png", "--out", str(out / "set")]) == 0
-        written[name] = chunk_arrays(evaluate(synthetic_model, out, eval_arguments(name, out / "set")[:]))
-    assert written[format].keys() == written["wsol"].keys() and len(written["wsol"]) == 4  # model + gradcam, 2 chunks
-    for key, arrays in written["wsol"].items():
-        for name, value in arrays.items():
-            np.testing.assert_array_equal(written[format][key][name], value, err_msg=f"{key} {name}")
+    assert main(["make-dataset", "--format", format, "--images", "5", "--image-format", "png", "--out", str(out / "set")]) == 0
+    return chunk_arrays(evaluate(model, out, eval_arguments(format, out / "set")))
+
+
+@pytest.fixture(scope="module")
+def wsol_run(synthetic_model, tmp_path_factory):
+    return written_run(synthetic_model, tmp_path_factory.mktemp("wsol"), "wsol")
+
+
+@pytest.mark.parametrize("format", ["imagenet", "cub", "voc", "coco"])
+def test_each_format_written_by_make_dataset_runs_to_the_wsol_numbers(synthetic_model, wsol_run, tmp_path, format):
+    """The same PNG pixels and boxes through every format's files give the same arrays."""
+    arrays = written_run(synthetic_model, tmp_path, format)
+    assert arrays.keys() == wsol_run.keys() and len(wsol_run) == 4  # model + gradcam, 2 chunks each
+    for key, expected in wsol_run.items():
+        for name, value in expected.items():
+            np.testing.assert_array_equal(arrays[key][name], value, err_msg=f"{key} {name}")
 
 
 @pytest.mark.parametrize("format", list(FIXTURE_ARGUMENTS))
