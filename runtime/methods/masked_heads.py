@@ -7,8 +7,8 @@ Both heads are cut from the model's own graph (``onnxcam.runtime.graph_cuts``):
 - :class:`SpatialHead`, for CNN layers. When the head starts with ReLUs and a spatial mean (a
   global-average-pool head), the mean of a masked map is a matrix product,
   ``mean(relu(A) * m) = relu(A) @ m / hw`` (ReLU commutes with a non-negative mask), so the
-  masked copies are never built: only the pooled vectors go through the rest of the head, and the
-  final linear layer runs in numpy. Otherwise the masked maps go through the head graph.
+  masked copies are never built: only the pooled vectors go through the rest of the head.
+  Otherwise the masked maps go through the head graph.
 - :class:`TokenHead`, for token layers exported through a ``reshape`` (a ViT's ``ln_1``): the
   masks act on the patch tokens, the leading (class) tokens stay as they are. When the layer is a
   block's pre-norm, the block input that skips around it is masked alike (ViT-ReciproCAM's
@@ -29,14 +29,6 @@ from onnxcam.runtime.methods.passes import ModelPasses, chunk_rows, session_of_m
 _LAYOUT_OPS = {"Reshape", "Transpose", "Slice", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
 # Ops that commute with a non-negative spatial mask (relu(m * x) = m * relu(x) for m >= 0).
 _SCALE_COMMUTING = {"Relu", "Identity"}
-
-
-def _linear_logits(features: np.ndarray, graph: HeadGraph) -> np.ndarray:
-    """(M, F) features -> (M, K) logits through the head's final linear layer (if it has one)."""
-    if graph.linear is None:
-        return features.reshape(len(features), -1)
-    weight, bias = graph.linear
-    return features.reshape(len(features), -1) @ weight + bias
 
 
 def _spatial_mean(graph: HeadGraph) -> tuple[bool, str] | None:
@@ -76,8 +68,9 @@ class SpatialHead:
         mean = _spatial_mean(self.graph)
         self.relu, cut = mean if mean else (False, layer.activations)
         self.pooled = mean is not None
-        body = self.graph.body_model(cut)
-        self.body = session_of_model(body, passes.providers, passes.head_options) if body is not None else None
+        # Through the final linear layer too: one ONNX Runtime run on the session's threads (numpy's
+        # BLAS threads stall when the cores are busy).
+        self.body = session_of_model(extract_model(self.graph.forward, [cut], [LOGITS]), passes.providers, passes.head_options)
         self.cut = cut
 
     def logits(self, activations: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -86,8 +79,11 @@ class SpatialHead:
         p = len(masks)
         if self.pooled:
             values = np.maximum(activations, 0) if self.relu else activations
-            # (N, C, hw) @ (hw, P) -> (N, C, P): the spatial mean of every masked copy at once.
-            pooled = values.reshape(n, c, h * w) @ (masks.reshape(p, h * w).T / (h * w))
+            flat, weights = values.reshape(n, c, h * w), masks.reshape(p, h * w)
+            if p == h * w and np.array_equal(weights, np.eye(p, dtype=weights.dtype)):
+                pooled = flat / (h * w)  # one-hot masks: copy p's mean is A[:, p] / hw
+            else:  # (N, C, hw) @ (hw, P) -> (N, C, P): the spatial mean of every masked copy at once
+                pooled = flat @ (weights.T / (h * w))
             copies = np.ascontiguousarray(pooled.transpose(0, 2, 1)).reshape(n * p, c, 1, 1)
             return self._through_body(copies).reshape(n, p, -1)
         rows = chunk_rows(c * h * w)
@@ -99,8 +95,7 @@ class SpatialHead:
         return np.concatenate(out).reshape(n, p, -1)
 
     def _through_body(self, values: np.ndarray) -> np.ndarray:
-        features = values if self.body is None else self.body.run(None, {self.cut: values})[0]
-        return _linear_logits(features, self.graph)
+        return self.body.run([LOGITS], {self.cut: values})[0]
 
 
 def _token_inputs(model: onnx.ModelProto, activations: str) -> tuple[str, ...]:
