@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "onnxcam.apps.eval_commands",
     "onnxcam.apps.dataset_commands",
     "onnxcam.apps.demo",
+    "onnxcam.apps.inspect",
 )
 
 

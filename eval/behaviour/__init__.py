@@ -15,7 +15,15 @@ Runtime outputs alone (numpy, onnxruntime, scikit-learn; no torch).
 ``onnxcam inspect`` (docs/inspect.md) draws all of it as a page.
 """
 
-from onnxcam.eval.behaviour.activations import PatchHit, activation_grid, field_crop, max_activating_patches
+from onnxcam.eval.behaviour.activations import (
+    PatchHit,
+    activation_grid,
+    channel_peaks,
+    check_channels,
+    field_crop,
+    max_activating_patches,
+    top_patches,
+)
 from onnxcam.eval.behaviour.class_visualization import ClassVisualization, class_visualization, input_to_rgb
 from onnxcam.eval.behaviour.embedding import Embedding, tsne_embedding
 from onnxcam.eval.behaviour.neighbours import (
@@ -36,6 +44,8 @@ __all__ = [
     "ReceptiveFieldError",
     "activation_grid",
     "chance_label_agreement",
+    "channel_peaks",
+    "check_channels",
     "class_visualization",
     "field_crop",
     "input_to_rgb",
@@ -44,5 +54,6 @@ __all__ = [
     "neighbour_label_agreement",
     "receptive_field",
     "spatial_mean",
+    "top_patches",
     "tsne_embedding",
 ]

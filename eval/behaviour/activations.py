@@ -57,6 +57,38 @@ class PatchHit:
     box: tuple[int, int, int, int]
 
 
+def channel_peaks(activations: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each image's strongest unit per channel: ``(N, C, h, w)`` -> ``(peak, y, x)``, each ``(N, C)``
+    (the first such unit in row-major order on ties). Batches can be reduced one at a time and
+    concatenated, so a large set never holds all its activations."""
+    if activations.ndim != 4:
+        raise ValueError(f"activations must be (N, C, h, w); got shape {activations.shape}")
+    n, count, height, width = activations.shape
+    flat = activations.reshape(n, count, height * width)
+    position = flat.argmax(axis=2)
+    peak = np.take_along_axis(flat, position[..., None], axis=2)[..., 0]
+    return peak, position // width, position % width
+
+
+def top_patches(
+    peaks: tuple[np.ndarray, np.ndarray, np.ndarray], channels: Sequence[int], k: int, field: ReceptiveField
+) -> dict[int, list[PatchHit]]:
+    """:func:`max_activating_patches` from :func:`channel_peaks`' ``(peak, y, x)``."""
+    peak, ys, xs = peaks
+    if k < 1:
+        raise ValueError(f"k must be at least 1; got {k}")
+    channels = check_channels(channels, peak.shape[1], field.layer)
+    hits = {}
+    for channel in channels.tolist():
+        order = np.argsort(-peak[:, channel], kind="stable")[:k]
+        hits[channel] = [
+            PatchHit(channel, int(i), int(ys[i, channel]), int(xs[i, channel]), float(peak[i, channel]),
+                     field.box(int(ys[i, channel]), int(xs[i, channel])))
+            for i in order
+        ]
+    return hits
+
+
 def max_activating_patches(
     activations: np.ndarray, channels: Sequence[int], k: int, field: ReceptiveField
 ) -> dict[int, list[PatchHit]]:
@@ -71,24 +103,7 @@ def max_activating_patches(
 
     Returns: ``{channel: [PatchHit, ...]}``, strongest first (ties: lower image index first).
     """
-    if activations.ndim != 4:
-        raise ValueError(f"activations must be (N, C, h, w); got shape {activations.shape}")
-    if k < 1:
-        raise ValueError(f"k must be at least 1; got {k}")
-    n, count, height, width = activations.shape
-    channels = check_channels(channels, count, field.layer)
-    hits = {}
-    for channel in channels.tolist():
-        flat = activations[:, channel].reshape(n, height * width)
-        position = flat.argmax(axis=1)
-        peak = flat[np.arange(n), position]
-        order = np.argsort(-peak, kind="stable")[:k]
-        hits[channel] = [
-            PatchHit(channel, int(i), int(position[i] // width), int(position[i] % width), float(peak[i]),
-                     field.box(int(position[i] // width), int(position[i] % width)))
-            for i in order
-        ]
-    return hits
+    return top_patches(channel_peaks(activations), channels, k, field)
 
 
 def field_crop(image: np.ndarray, field: ReceptiveField, y: int, x: int, fill: int = 127) -> np.ndarray:
