@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all demo bench report clean edge-install edge-test openvino-xai-venv
+.PHONY: install test test-all demo bench report inspect clean edge-install edge-test openvino-xai-venv
 
 install: $(STAMP)
 
@@ -95,6 +95,25 @@ report: $(STAMP)
 		--dataset synthetic --images 2000 --method-budget $(METHOD_BUDGET) --out $(REPORT) --no-report
 	$(PY) -m onnxcam eval $(REPORT_MODELS)/efficientnet_lite0.onnx --dataset demo-photos --chunk 1 \
 		--method-budget $(METHOD_BUDGET) --out $(REPORT)
+
+# Model behaviour pages (issue 21, docs/inspect.md): synthetic_resnet on 1,000 synthetic held-out
+# images and EfficientNet-Lite0 on the demo photos, each exported with the plain input gradients
+# that class visualization ascends; reports/inspect/<model>/index.html and inspect.json.
+INSPECT := reports/inspect
+INSPECT_MODELS := $(INSPECT)/models
+
+$(INSPECT_MODELS)/synthetic_resnet.onnx: models/synthetic/synthetic_resnet.pt $(STAMP)
+	$(PY) -m onnxcam export-synthetic $< --input-gradients plain --out $@
+
+$(INSPECT_MODELS)/efficientnet_lite0.onnx: $(STAMP)
+	$(PY) -m onnxcam export --arch efficientnet_lite0 --input-gradients plain --out $@
+
+inspect: $(STAMP)
+	$(MAKE) --no-print-directory -j$(CORES) $(INSPECT_MODELS)/synthetic_resnet.onnx $(INSPECT_MODELS)/efficientnet_lite0.onnx
+	$(PY) -m onnxcam inspect $(INSPECT_MODELS)/synthetic_resnet.onnx --dataset synthetic --images 1000 \
+		--classes 0-11 --out $(INSPECT)/synthetic_resnet
+	$(PY) -m onnxcam inspect $(INSPECT_MODELS)/efficientnet_lite0.onnx --dataset demo-photos --k 4 \
+		--steps 150 --learning-rate 20 --out $(INSPECT)/efficientnet_lite0
 
 # ~16 min on 2 idle cores with the models exported, ~22-25 min on a fresh checkout
 # (`python -m benchmarks.estimate` prints the estimate of the plan first);
