@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from onnxcam.atomic_write import write_atomically
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -66,7 +65,8 @@ class ObjectSet:
 
 def write_image(path: str | Path, image: np.ndarray, jpeg_quality: int = 95) -> Path:
     """Write an RGB ``(H, W, 3)`` or grayscale ``(H, W)`` uint8 image, PNG (lossless) or JPEG by the
-    path's suffix, atomically."""
+    path's suffix (folders created). A plain write, not an atomic one: a data set is written once,
+    and flushing each file to disk (``atomic_write``) costs 9 ms of a 0.2 ms write."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
@@ -77,4 +77,14 @@ def write_image(path: str | Path, image: np.ndarray, jpeg_quality: int = 95) -> 
     ok, encoded = cv2.imencode(suffix, pixels, options)
     if not ok:
         raise ValueError(f"OpenCV could not encode {path}")
-    return write_atomically(path, lambda temporary: Path(temporary).write_bytes(encoded.tobytes()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encoded.tobytes())
+    return path
+
+
+def write_file_text(path: str | Path, text: str) -> Path:
+    """Write a data set's per-image text file (folders created), a plain write as :func:`write_image`'s."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -28,7 +28,7 @@ import numpy as np
 
 from onnxcam.atomic_write import write_text_atomically
 from onnxcam.eval.datasets.errors import AnnotationError
-from onnxcam.eval.datasets.object_set import ObjectSet, write_image
+from onnxcam.eval.datasets.object_set import ObjectSet, write_file_text, write_image
 from onnxcam.eval.datasets.wsol_metadata import WSOLMetadata
 from onnxcam.eval.datasets.xml_lines import Element, child, integer, parse_xml
 
@@ -176,7 +176,7 @@ def write_voc_set(objects: ObjectSet, folder: str | Path, suffix: str = ".jpg") 
     for i, stem in enumerate(stems):
         write_image(folder / "JPEGImages" / f"{stem}{suffix}", objects.images[i])
         text = voc_xml(f"{stem}{suffix}", objects.size(i), _named_objects(objects, i, objects.class_names), True, "VOC")
-        write_text_atomically(folder / "Annotations" / f"{stem}.xml", text)
+        write_file_text(folder / "Annotations" / f"{stem}.xml", text)
     write_text_atomically(folder / "ImageSets" / "Main" / "test.txt", "".join(f"{stem}\n" for stem in stems))
     write_text_atomically(folder / "classes.txt", "".join(f"{name}\n" for name in objects.class_names))
     return folder
@@ -204,7 +204,7 @@ def write_imagenet_set(objects: ObjectSet, folder: str | Path, suffix: str = ".J
         write_image(folder / "Data" / "CLS-LOC" / "val" / f"{stem}{suffix}", objects.images[i])
         filename = stem if suffix == ".JPEG" else f"{stem}{suffix}"
         text = voc_xml(filename, objects.size(i), _named_objects(objects, i, wnids), False, "ILSVRC_2012")
-        write_text_atomically(folder / "Annotations" / "CLS-LOC" / "val" / f"{stem}.xml", text)
+        write_file_text(folder / "Annotations" / "CLS-LOC" / "val" / f"{stem}.xml", text)
     lines = (f"{wnid} {name}\n" for wnid, name in zip(wnids, objects.class_names))
     write_text_atomically(folder / "LOC_synset_mapping.txt", "".join(lines))
     return folder
