@@ -121,3 +121,24 @@ def test_detections_from_maps_suppresses_nested_candidates_within_a_class():
     assert after.labels.tolist() == [1, 3]
     assert after.scores.tolist() == [0.5, 1.0]
     assert len(detections_from_maps({0: np.zeros((5, 5))})) == 0
+
+
+def test_sweep_scores_every_setting_and_names_the_best():
+    from onnxcam.eval.detection_ap import GroundTruthBoxes
+    from onnxcam.eval.detection_sweep import DetectionSetting, best_setting, predicted_classes, sweep_detection_ap
+
+    # Two objects of class 0 whose maps touch at a low threshold: only a high box threshold
+    # separates them, so that setting wins with AP 100.
+    heatmap = np.zeros((20, 30))
+    heatmap[5:15, 2:12] = 1.0
+    heatmap[5:15, 14:24] = 1.0
+    heatmap[8:12, 12:14] = 0.3  # a bridge
+    truth = [GroundTruthBoxes(np.array([[2, 5, 11, 14], [14, 5, 23, 14]]), np.array([0, 0]))]
+    settings = [DetectionSetting(0.2, 0.5), DetectionSetting(0.5, 0.5), DetectionSetting((0.2, 0.5), None)]
+    table = sweep_detection_ap([{0: heatmap}], truth, num_classes=1, settings=settings)
+    assert table["setting"].tolist() == ["box=0.2,nms=0.5", "box=0.5,nms=0.5", "box=0.2+0.5,nms=none"]
+    assert table["AP"].tolist()[1] == pytest.approx(100.0) and table["AP"].tolist()[0] == pytest.approx(0.0)
+    assert best_setting(table)["setting"] == "box=0.5,nms=0.5"
+    assert "AP/0" in table.columns
+    assert predicted_classes(np.array([0.2, 0.9, 0.6, 0.7]), top_k=2) == [1, 3]
+    assert predicted_classes(np.array([0.2, 0.3])) == [1]
