@@ -209,6 +209,7 @@ def inspect_model(
         check_channels(channels, info.shape[0], layer)
     if classes is not None:
         check_classes(session, classes)
+    field = receptive_field(model, layer)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     labels = image_labels(data)
@@ -227,7 +228,6 @@ def inspect_model(
     embedding = tsne_embedding(passed.features[sample], seed=seed)
     seconds["tsne"] = time.perf_counter() - started
 
-    field = receptive_field(model, layer)
     if channels is None:
         channels = np.argsort(-passed.features.var(axis=0), kind="stable")[:DEFAULT_CHANNELS].tolist()
     patches = top_patches(passed.peaks, channels, k, field)
@@ -249,33 +249,34 @@ def inspect_model(
         pictures["class_scores"] = plot_class_scores(out / "class_scores.png", visualization, names)
 
     document = {
-        "model": str(model),
-        "arch": metadata.arch,
-        "layer": layer,
-        "layer_shape": list(info.shape),
-        "dataset": data.spec or {"dataset": data.name},
-        "n_images": len(data),
+        "model": str(model), "arch": metadata.arch, "layer": layer, "layer_shape": list(info.shape),
+        "dataset": data.spec or {"dataset": data.name}, "n_images": len(data),
         "top1_accuracy": float(np.mean([p in data.accepted(i) for i, p in enumerate(passed.predicted)])),
-        "k": k,
-        "neighbour_label_agreement": agreement,
-        "neighbour_label_agreement_chance": chance_label_agreement(labels),
+        "k": k, "neighbour_label_agreement": agreement, "neighbour_label_agreement_chance": chance_label_agreement(labels),
         "trustworthiness": embedding.trustworthiness,
-        "tsne": {"images": int(sample.size), "seed": seed, "perplexity": embedding.perplexity,
+        **_details(embedding, sample.size, seed, field, patches, data.ids, visualization, steps, learning_rate, l2),
+        "seconds": {key: round(value, 2) for key, value in seconds.items()},
+    }
+    write_text_atomically(out / "inspect.json", json.dumps(document, indent=1) + "\n")
+    write_text_atomically(out / "index.html", index_html(document, pictures))
+    return document
+
+
+def _details(embedding, tsne_images, seed, field, patches, ids, visualization, steps, learning_rate, l2) -> dict:
+    """The ``tsne``, ``receptive_field``, ``patches`` and ``class_visualization`` entries of inspect.json."""
+    return {
+        "tsne": {"images": int(tsne_images), "seed": seed, "perplexity": embedding.perplexity,
                  "trust_neighbours": embedding.trust_neighbours, "kl_divergence": embedding.kl_divergence},
         "receptive_field": {"size": field.size, "stride": field.jump, "start": field.start,
                             "whole_image": field.whole_image, "exact": field.exact, "note": field.note,
                             "description": field.describe()},
-        "patches": {str(c): [{"image": data.ids[h.image], "y": h.y, "x": h.x, "activation": h.activation,
+        "patches": {str(c): [{"image": ids[h.image], "y": h.y, "x": h.x, "activation": h.activation,
                               "box": list(h.box)} for h in hits] for c, hits in patches.items()},
         "class_visualization": None if visualization is None else {
             "classes": visualization.classes.tolist(), "steps": steps, "learning_rate": learning_rate, "l2": l2,
             "initial_score": visualization.scores[0].tolist(), "final_score": visualization.scores[-1].tolist(),
         },
-        "seconds": {key: round(value, 2) for key, value in seconds.items()},
     }
-    write_text_atomically(out / "inspect.json", json.dumps(document, indent=1) + "\n")
-    write_text_atomically(out / "index.html", index_html(document, pictures, names))
-    return document
 
 
 def check_classes(session, classes: Sequence[int]) -> None:
@@ -459,7 +460,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return f"<table>{cells}</table>"
 
 
-def index_html(document: dict, pictures: dict[str, str], names: dict[int, str]) -> str:
+def index_html(document: dict, pictures: dict[str, str]) -> str:
     """The page: the numbers, then each picture with a sentence on how to read it."""
     field = document["receptive_field"]
     numbers = [
