@@ -11,21 +11,18 @@ tight inclusive box of that mask (COCO's convention for occluded objects). A pla
 would leave an earlier object with less than ``min_visible`` of its pixels is drawn again (20
 tries, then the object is dropped; the first object always has room).
 
-:meth:`MultiObjectDataset.write_coco` writes the set as a COCO detection data set (PNG images,
-``instances.json`` with boxes and run-length-encoded masks), which
+:meth:`MultiObjectDataset.objects` hands the set to the format writers
+(:func:`onnxcam.eval.datasets.writers.write_dataset`), e.g. as a COCO detection set that
 :func:`onnxcam.eval.datasets.read_coco_json` and pycocotools read.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
-import cv2
 import numpy as np
 
-from onnxcam.atomic_write import write_text_atomically
+from onnxcam.eval.datasets.object_set import ObjectSet
 from onnxcam.eval.datasets.synthetic import (
     _SHAPES,
     CLASS_NAMES,
@@ -63,45 +60,13 @@ class MultiObjectDataset:
             targets[i, labels] = 1.0
         return targets
 
-    def coco_document(self, file_names: list[str] | None = None) -> dict:
-        """The set as a COCO ``instances`` document: category ids are the class indices, image ids
-        the image indices, ``bbox`` ``[x0, y0, x1 - x0 + 1, y1 - y0 + 1]``, ``segmentation`` an
-        uncompressed RLE of the visible mask (column-major runs, COCO's layout), ``area`` its pixels."""
-        height, width = self.images.shape[1:3]
-        file_names = file_names or [f"images/{i:06d}.png" for i in range(len(self))]
-        images = [{"id": i, "file_name": name, "width": width, "height": height} for i, name in enumerate(file_names)]
-        annotations = []
-        for i, (boxes, labels, masks) in enumerate(zip(self.boxes, self.labels, self.masks)):
-            for box, label, mask in zip(boxes, labels, masks):
-                x0, y0, x1, y1 = (int(v) for v in box)
-                annotations.append({
-                    "id": len(annotations) + 1, "image_id": i, "category_id": int(label),
-                    "bbox": [x0, y0, x1 - x0 + 1, y1 - y0 + 1], "area": int(mask.sum()), "iscrowd": 0,
-                    "segmentation": {"size": [height, width], "counts": mask_run_lengths(mask)},
-                })
-        categories = [{"id": k, "name": name} for k, name in enumerate(self.class_names)]
-        return {"images": images, "annotations": annotations, "categories": categories}
-
-    def write_coco(self, folder: str | Path, images: bool = True) -> Path:
-        """Write ``folder/images/NNNNNN.png`` (unless ``images=False``) and
-        ``folder/instances.json`` (:meth:`coco_document`); return the JSON file's path."""
-        folder = Path(folder)
-        document = self.coco_document()
-        if images:
-            (folder / "images").mkdir(parents=True, exist_ok=True)
-            for image, entry in zip(self.images, document["images"]):
-                cv2.imwrite(str(folder / entry["file_name"]), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        folder.mkdir(parents=True, exist_ok=True)
-        return write_text_atomically(folder / "instances.json", json.dumps(document) + "\n")
-
-
-def mask_run_lengths(mask: np.ndarray) -> list[int]:
-    """COCO's uncompressed RLE counts of a 2-D mask: alternating runs of 0s and 1s over the pixels
-    in column-major order, starting with a (possibly empty) run of 0s."""
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    runs = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
-    return [0] + runs if flat.size and flat[0] else runs
+    def objects(self) -> ObjectSet:
+        """The set as an :class:`~onnxcam.eval.datasets.object_set.ObjectSet` for the format writers
+        (``write_dataset(data.objects(), folder, "coco")`` is ``make-dataset --format coco``'s set):
+        the visible masks do not overlap, so one instance map per image (``k + 1`` on object ``k``)
+        holds them exactly."""
+        maps = [np.einsum("khw,k->hw", masks.astype(np.uint8), np.arange(1, len(masks) + 1, dtype=np.uint8)) for masks in self.masks]
+        return ObjectSet(self.images, self.boxes, self.labels, self.class_names, maps)
 
 
 def make_multi_object_dataset(

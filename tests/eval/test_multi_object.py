@@ -2,14 +2,12 @@
 and the single-object set it shares its drawing with, pinned bit for bit."""
 
 import hashlib
-import json
 
 import numpy as np
 import pytest
 
 from onnxcam.eval.datasets import make_synthetic_dataset, read_coco_json
 from onnxcam.eval.datasets import make_multi_object_dataset
-from onnxcam.eval.datasets.multi_object import mask_run_lengths
 
 
 def digest(*arrays) -> str:
@@ -63,26 +61,20 @@ def test_each_object_has_its_own_exact_mask_and_tight_box(dataset):
     assert all(set(np.flatnonzero(row)) == set(labels.tolist()) for row, labels in zip(hot, dataset.labels))
 
 
-def test_run_lengths_are_column_major_and_start_with_zeros():
-    mask = np.array([[1, 0], [1, 1]], dtype=bool)  # column-major: 1 1 0 1
-    assert mask_run_lengths(mask) == [0, 2, 1, 1]
-    assert mask_run_lengths(np.zeros((2, 2), dtype=bool)) == [4]
-
-
-@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools on numpy 2
-def test_writes_coco_that_the_reader_and_pycocotools_read_back(tmp_path):
-    from pycocotools import mask as coco_mask
+def test_the_format_writers_write_it_as_coco_with_every_box_and_class(tmp_path):
+    from onnxcam.eval.datasets.writers import write_dataset
 
     data = make_multi_object_dataset(6, seed=9)
-    path = data.write_coco(tmp_path)
-    coco = read_coco_json(path)
-    assert (tmp_path / coco.images[0].file_name).is_file()
-    for i, boxes in enumerate(data.boxes):
-        assert coco.boxes_of(i).tolist() == boxes.tolist()
-        assert coco.category_ids[coco.image_ids == i].tolist() == data.labels[i].tolist()
-    segmentation = json.loads(path.read_text())["annotations"][0]["segmentation"]
-    decoded = coco_mask.decode(coco_mask.frPyObjects(segmentation, *segmentation["size"]))
-    assert np.array_equal(decoded.astype(bool), data.masks[0][0])
+    objects = data.objects()
+    for masks, instance_map in zip(data.masks, objects.masks):
+        assert all(np.array_equal(instance_map == k + 1, mask) for k, mask in enumerate(masks))
+    folder = write_dataset(objects, tmp_path, "coco", image_format="png")
+    coco = read_coco_json(folder / "annotations" / "instances.json")
+    for image in coco.images:
+        i = image.id - 1
+        assert coco.boxes_of(image.id).tolist() == data.boxes[i].tolist()
+        assert (coco.category_ids[coco.image_ids == image.id] - 1).tolist() == data.labels[i].tolist()
+        assert (folder / "images" / image.file_name).is_file()
 
 
 def test_bad_options_are_refused():
