@@ -63,6 +63,23 @@ def input_gradients_name(rule: str) -> str:
     return f"input_gradients/{rule}"
 
 
+TARGET_KINDS = ("logit", "probability", "segmentation", "detection", "user")
+"""What the exported gradients differentiate (``onnxcam.export.targets``): the class logit (the
+default, and all that files before targets knew), its softmax probability, a segmentation class
+summed over a mask, a detection's box score, or a user's function of the outputs."""
+TARGET_MASK = "target_mask"
+"""Input of a ``segmentation`` target: float32 ``(N, H_out, W_out)``, the region summed over."""
+TARGET_BOX = "target_box"
+"""Input of a ``detection`` target: float32 ``(N, 4)`` inclusive input pixels ``x0, y0, x1, y1``."""
+TARGET_SCORE = "target/score"
+"""Output of every target but ``logit``: the differentiated scalar of each sample ``(N,)``."""
+TARGET_CLASS = "target/class_index"
+"""Output of every target but ``logit``: the class each sample's target explained ``(N,)`` int64."""
+DETECTION_BOXES = "detections/boxes"
+"""Output of a ``detection`` target: the detector's boxes ``(N, D, 4)`` (``logits`` holds its
+class scores ``(N, D, K)``)."""
+
+
 class ContractError(ValueError):
     """A file or a metadata document does not follow the CAM-ready model contract."""
 
@@ -125,6 +142,42 @@ class FusedHeatmap:
 
 
 @dataclass(frozen=True)
+class TargetInput:
+    """A graph input that a target adds: its name and its shape without the batch axis."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What the gradients differentiate: ``kind`` (one of TARGET_KINDS), the inputs it adds, and
+    its options (e.g. a detection target's ``iou_threshold``). ``label`` names a user target."""
+
+    kind: str = "logit"
+    inputs: tuple[TargetInput, ...] = ()
+    options: dict[str, float] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(item.name for item in self.inputs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetInfo:
+        return cls(
+            kind=str(data.get("kind", "logit")),
+            inputs=tuple(
+                TargetInput(str(i["name"]), tuple(int(v) for v in i["shape"]), str(i.get("dtype", "float32")))
+                for i in data.get("inputs", ())
+            ),
+            options={str(k): float(v) for k, v in data.get("options", {}).items()},
+            label=str(data.get("label", "")),
+        )
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     """The JSON document stored in ``metadata_props[METADATA_KEY]``."""
 
@@ -138,6 +191,7 @@ class ModelMetadata:
     # Optional parts, added after version 1 shipped: absent from older files, hence the defaults.
     fused: tuple[FusedHeatmap, ...] = ()
     input_gradients: tuple[str, ...] = ()
+    target: TargetInfo = field(default_factory=TargetInfo)
 
     def fused_heatmap(self, method: str, weighting: str, layer: str) -> FusedHeatmap | None:
         """The fused heatmap for ``method``/``weighting`` at ``layer``, or None if not exported."""
@@ -191,6 +245,7 @@ class ModelMetadata:
                     for f in data.get("fused", ())
                 ),
                 input_gradients=tuple(str(rule) for rule in data.get("input_gradients", ())),
+                target=TargetInfo.from_dict(data.get("target") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ContractError(f"metadata '{METADATA_KEY}' is incomplete or malformed: {exc!r}") from exc

@@ -17,6 +17,8 @@ from onnxcam.contract import (
     INPUT,
     LOGITS,
     METADATA_KEY,
+    TARGET_CLASS,
+    TARGET_SCORE,
     LayerInfo,
     ModelMetadata,
     Preprocessing,
@@ -39,6 +41,7 @@ from onnxcam.export.gradient_graph import (
 )
 from onnxcam.export.per_layer import option_per_layer
 from onnxcam.export.target_layers import resolve_layers
+from onnxcam.export.targets import ClassLogit, Outputs, Target
 
 MAX_BATCH = 4096
 
@@ -54,18 +57,29 @@ class _GraphWrapper(nn.Module):
         return self.graph_module(input, class_index)
 
 
+class _TargetInputGraphWrapper(_GraphWrapper):
+    """:class:`_GraphWrapper` for a target that adds one input (a mask, a box)."""
+
+    def forward(
+        self, input: torch.Tensor, class_index: torch.Tensor, target_input: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        return self.graph_module(input, class_index, target_input)
+
+
 def _probe_layers(
     model: nn.Module,
     layers: dict[str, nn.Module],
     example: torch.Tensor,
     reshapes: Mapping[str, Reshape],
-) -> tuple[dict[str, tuple[int, int, int]], dict[str, nn.Linear | None], int]:
-    """Run the model once eagerly: (reshaped) activation shapes, CAM heads, number of classes."""
+    target: Target,
+) -> tuple[dict[str, tuple[int, int, int]], dict[str, nn.Linear | None], Outputs]:
+    """Run the model once eagerly: (reshaped) activation shapes, CAM heads (for the logit target
+    only), the model's outputs (checked to fit ``target``)."""
     with torch.no_grad(), LayerCapture(layers) as capture:
-        logits = model(example)
+        outputs = model(example)
     capture.check_called_once()
-    if logits.ndim != 2:
-        raise ValueError(f"the model returns logits of shape {tuple(logits.shape)}; expected (N, K)")
+    target.check(outputs)
+    logits = target.logits(outputs)
     shapes, heads = {}, {}
     for name, acts in capture.captured.items():
         if name in reshapes:
@@ -81,8 +95,8 @@ def _probe_layers(
                 f"(N, C, h, w): {hint}"
             )
         shapes[name] = tuple(int(v) for v in acts.shape[1:])
-        heads[name] = find_cam_classifier(model, acts, logits)
-    return shapes, heads, int(logits.shape[1])
+        heads[name] = find_cam_classifier(model, acts, logits) if target.kind == "logit" else None
+    return shapes, heads, outputs
 
 
 def _exporter_versions() -> dict[str, str]:
@@ -103,11 +117,14 @@ def export_cam_model(
     input_gradients: Sequence[str] = (),
     fused: Sequence[tuple[str, str]] = (),
     max_pool_gradient: str = "scatter",
+    target: Target | None = None,
 ) -> Path:
     """Write the CAM-ready ONNX model of ``model`` for ``target_layers`` to ``path``.
 
     Args:
-        model: a classifier ``(N, C, H, W) -> (N, K)`` logits; it is put in eval mode.
+        model: a classifier ``(N, C, H, W) -> (N, K)`` logits, or for another ``target`` a model
+            whose outputs it reads (segmentation ``(N, K, H, W)``, a detector's boxes and
+            scores); it is put in eval mode.
         example_input: ``(N, C, H, W)`` float32; fixes C, H and W (the batch stays dynamic).
         target_layers: module names as in ``model.named_modules()``, e.g. ``"layer4"``,
             ``"features.28"``, ``"layer3.1.conv2"``.
@@ -131,6 +148,10 @@ def export_cam_model(
             from an equality mask instead of ``ScatterElements``, for runtimes and converters that
             lack it (NNAPI, CoreML, fp16); disjoint windows only, others keep the scatter
             (``onnxcam.export.backward_decompositions.max_pool2d_backward_by_mask``).
+        target: what the gradients differentiate (``onnxcam.export.targets``): ``ClassLogit()``
+            (default), ``ClassProbability()``, ``SegmentationRegion()`` (adds the input
+            ``target_mask``), ``DetectionBoxScore()`` (adds ``target_box``) or a ``UserTarget``.
+            Recorded in the metadata; CAM weights are exported for the logit only.
 
     Returns:
         ``path`` as a Path.
@@ -138,6 +159,8 @@ def export_cam_model(
     Raises:
         LayerNotFoundError: a target layer is not a module name (the message lists the nearest).
         ValueError: the example or a layer's output has the wrong shape.
+        TargetError: the model's outputs do not fit ``target`` (a segmentation target on a
+            classifier, a user target that does not return one scalar per sample).
     """
     if isinstance(target_layers, str):
         target_layers = [target_layers]
@@ -151,12 +174,17 @@ def export_cam_model(
     # Two rows, so that torch.export does not specialise the batch size to 1.
     example = example_input[:1].detach().expand(2, -1, -1, -1).contiguous()
     reshapes = option_per_layer(reshape, list(layers), "reshape")
-    shapes, heads, num_classes = _probe_layers(model, layers, example, reshapes)
+    target = target or ClassLogit()
+    shapes, heads, model_outputs = _probe_layers(model, layers, example, reshapes, target)
+    num_classes = target.num_classes(model_outputs)
+    height, width = (int(v) for v in example.shape[2:])
+    target_info = target.info(model_outputs, (height, width))
+    example_target_inputs = target.example_inputs(model_outputs, (height, width))
     if class_labels is not None and len(class_labels) != num_classes:
         raise ValueError(f"{len(class_labels)} class labels for a model with {num_classes} classes")
 
     example_index = torch.tensor([-1, 0], dtype=torch.int64)
-    module = CamReadyModule(model, layers, heads, reshapes)
+    module = CamReadyModule(model, layers, heads, reshapes, target)
     decompositions = None
     if input_gradients:
         from onnxcam.export.input_gradients import InputGradientModule, input_gradient_decompositions
@@ -170,28 +198,29 @@ def export_cam_model(
             **(decompositions or gradient_decompositions()),
             torch.ops.aten.max_pool2d_with_indices_backward.default: max_pool2d_backward_by_mask,
         }
-    graph = trace_gradient_graph(module, example, example_index, decompositions)
+    graph = trace_gradient_graph(module, example, example_index, decompositions, example_target_inputs)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    exported = torch.export.export(
-        _GraphWrapper(graph), (example, example_index), dynamic_shapes=({0: batch}, {0: batch})
-    )
-    output_names = [LOGITS]
+    arguments = (example, example_index, *example_target_inputs)
+    wrapper = (_TargetInputGraphWrapper if example_target_inputs else _GraphWrapper)(graph)
+    exported = torch.export.export(wrapper, arguments, dynamic_shapes=tuple({0: batch} for _ in arguments))
+    output_names = [LOGITS, *target.extra_outputs(model_outputs)]
     for name in layers:
         output_names += [activations_name(name), gradients_name(name)]
         if heads[name] is not None:
             output_names.append(cam_weights_name(name))
+    if target_info.kind != "logit":
+        output_names += [TARGET_SCORE, TARGET_CLASS]
     output_names += [input_gradients_name(rule) for rule in dict.fromkeys(input_gradients)]
     program = torch.onnx.export(
         exported,
-        (example, example_index),
-        input_names=[INPUT, CLASS_INDEX],
+        arguments,
+        input_names=[INPUT, CLASS_INDEX, *target_info.input_names],
         output_names=output_names,
         opset_version=opset_version,
         external_data=False,
         dynamo=True,
         verbose=False,
     )
-    height, width = (int(v) for v in example.shape[2:])
     metadata = ModelMetadata(
         layers=tuple(
             LayerInfo(name=name, shape=shapes[name], has_cam_weights=heads[name] is not None)
@@ -203,6 +232,7 @@ def export_cam_model(
         class_labels=tuple(class_labels) if class_labels is not None else None,
         exporter=_exporter_versions(),
         input_gradients=tuple(dict.fromkeys(input_gradients)),
+        target=target_info,
     )
     if metadata.preprocessing.input_size != (height, width):
         raise ValueError(

@@ -20,8 +20,8 @@ from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, Stateles
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 
-from onnxcam.contract import TOP1_CLASS
 from onnxcam.export.backward_decompositions import gradient_decompositions
+from onnxcam.export.targets import ClassLogit, Target
 
 Reshape = Callable[[torch.Tensor], torch.Tensor]
 """A layer's output -> ``(N, C, h, w)`` (e.g. ViT tokens ``(N, 1 + h*w, C)`` -> a grid)."""
@@ -79,21 +79,6 @@ class LayerCapture:
                 )
 
 
-def resolve_class_index(logits: torch.Tensor, class_index: torch.Tensor) -> torch.Tensor:
-    """``class_index`` with every TOP1_CLASS entry replaced by that row's top-1 class. (N,)"""
-    return torch.where(class_index == TOP1_CLASS, logits.argmax(dim=1), class_index)
-
-
-def one_hot_rows(index: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
-    """(N,) class indices -> (N, K) one-hot rows.
-
-    Written as a comparison with ``arange`` rather than ``gather``/``scatter``: the gradient seed
-    then exports as Equal + Cast, which every runtime and fp16 handle.
-    """
-    classes = torch.arange(num_classes, device=index.device)
-    return (classes[None, :] == index[:, None]).to(dtype)
-
-
 def find_cam_classifier(
     model: nn.Module, activations: torch.Tensor, logits: torch.Tensor
 ) -> nn.Linear | None:
@@ -119,13 +104,17 @@ def find_cam_classifier(
 
 
 class CamReadyModule(nn.Module):
-    """``(input (N,C,H,W), class_index (N,)) -> (logits, *[activations, gradients, cam_weights?])``.
+    """``(input (N,C,H,W), class_index (N,), *target inputs) -> (logits, *extra outputs,
+    *[activations, gradients, cam_weights?], *[target score, target class]?)``.
 
-    For each target layer, in order: its activations, dy^c/dA, and, when ``cam_heads`` holds a
-    linear layer for it, the classifier rows ``w^c`` (N, C_L). A layer with an entry in
-    ``reshapes`` is differentiated as the model computes it (e.g. tokens), and the reshape is
-    applied afterwards to both its activations and their gradients: a reshape only moves entries,
-    so the moved gradient is the gradient of the moved activations.
+    ``target`` (default :class:`~onnxcam.export.targets.ClassLogit`) is what is differentiated;
+    the extra outputs are the model outputs it names besides ``logits`` (a detector's boxes) and,
+    for every target but the logit, the target's value and resolved class come last. For each
+    target layer, in order: its activations, d(target)/dA, and, when ``cam_heads`` holds a linear
+    layer for it, the classifier rows ``w^c`` (N, C_L). A layer with an entry in ``reshapes`` is
+    differentiated as the model computes it (e.g. tokens), and the reshape is applied afterwards
+    to both its activations and their gradients: a reshape only moves entries, so the moved
+    gradient is the gradient of the moved activations.
     """
 
     def __init__(
@@ -134,22 +123,24 @@ class CamReadyModule(nn.Module):
         layers: Mapping[str, nn.Module],
         cam_heads: Mapping[str, nn.Linear | None],
         reshapes: Mapping[str, Reshape] | None = None,
+        target: Target | None = None,
     ):
         super().__init__()
         self.model = model
         self.layers = dict(layers)
         self.cam_heads = dict(cam_heads)
         self.reshapes = dict(reshapes or {})
+        self.target = target or ClassLogit()
 
-    def forward(self, input: torch.Tensor, class_index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, input: torch.Tensor, class_index: torch.Tensor, *target_inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with torch.enable_grad(), LayerCapture(self.layers) as capture:
-            logits = self.model(input)
+            model_outputs = self.model(input)
         capture.check_called_once()
-        index = resolve_class_index(logits, class_index)
-        seed = one_hot_rows(index, logits.shape[1], logits.dtype)
+        seed = self.target.seed(model_outputs, class_index, *target_inputs)
         activations = [capture.captured[name] for name in self.layers]
-        gradients = torch.autograd.grad(logits, activations, grad_outputs=seed)
-        outputs = [logits.detach()]
+        gradients = torch.autograd.grad(seed.differentiated, activations, grad_outputs=seed.grad_outputs)
+        logits = self.target.logits(model_outputs)
+        outputs = [logits.detach(), *(o.detach() for o in self.target.extra_outputs(model_outputs).values())]
         for name, acts, grads in zip(self.layers, activations, gradients):
             acts = acts.detach()
             reshape = self.reshapes.get(name)
@@ -158,7 +149,9 @@ class CamReadyModule(nn.Module):
             outputs += [acts, grads]
             head = self.cam_heads.get(name)
             if head is not None:
-                outputs.append(seed @ head.weight)
+                outputs.append(seed.grad_outputs @ head.weight)
+        if seed.score is not None:
+            outputs += [seed.score.detach(), seed.class_index]
         return tuple(outputs)
 
 
@@ -196,6 +189,7 @@ def trace_gradient_graph(
     example_input: torch.Tensor,
     example_class_index: torch.Tensor,
     decompositions: Mapping | None = None,
+    example_target_inputs: tuple[torch.Tensor, ...] = (),
 ) -> torch.fx.GraphModule:
     """Trace ``module`` (backward included) into an aten graph with a symbolic batch size.
 
@@ -211,7 +205,7 @@ def trace_gradient_graph(
     symbolic, as ``make_fx`` makes them by default, shape reasoning over channel and spatial sizes
     dominated the trace (DenseNet's concatenations: 45 s instead of 3 s for a small one).
     """
-    inputs = _batch_symbolic_fakes(example_input, example_class_index)
+    inputs = _batch_symbolic_fakes(example_input, example_class_index, *example_target_inputs)
     with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]), _GlobalAveragePoolAsMean():
         return make_fx(
             module,

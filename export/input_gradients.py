@@ -17,7 +17,7 @@ from torch import nn
 
 from onnxcam.contract import INPUT_GRADIENT_RULES
 from onnxcam.export.backward_decompositions import gradient_decompositions
-from onnxcam.export.gradient_graph import CamReadyModule, one_hot_rows, resolve_class_index
+from onnxcam.export.gradient_graph import CamReadyModule
 
 aten = torch.ops.aten
 _active_rule = ["plain"]
@@ -59,7 +59,7 @@ def input_gradient_decompositions() -> dict:
 
 
 class InputGradientModule(nn.Module):
-    """``CamReadyModule``'s outputs followed by dy^c/dx ``(N, C, H, W)`` for each rule.
+    """``CamReadyModule``'s outputs followed by d(target)/dx ``(N, C, H, W)`` for each rule.
 
     The model runs a second time on a leaf copy of the input; the two forwards are identical
     nodes, which ONNX Runtime's common-subexpression elimination merges.
@@ -73,15 +73,17 @@ class InputGradientModule(nn.Module):
         self.cam_module = cam_module
         self.rules = list(dict.fromkeys(rules))
 
-    def forward(self, input: torch.Tensor, class_index: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.cam_module(input, class_index)
+    def forward(self, input: torch.Tensor, class_index: torch.Tensor, *target_inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.cam_module(input, class_index, *target_inputs)
         leaf = input.detach().requires_grad_(True)
         with torch.enable_grad():
-            logits = self.cam_module.model(leaf)
-        seed = one_hot_rows(resolve_class_index(logits, class_index), logits.shape[1], logits.dtype)
+            model_outputs = self.cam_module.model(leaf)
+        seed = self.cam_module.target.seed(model_outputs, class_index, *target_inputs)
         gradients = []
         for rule in self.rules:
             with backward_rule(rule):
-                (gradient,) = torch.autograd.grad(logits, leaf, grad_outputs=seed, retain_graph=True)
+                (gradient,) = torch.autograd.grad(
+                    seed.differentiated, leaf, grad_outputs=seed.grad_outputs, retain_graph=True
+                )
             gradients.append(gradient)
         return (*outputs, *gradients)

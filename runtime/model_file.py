@@ -7,7 +7,16 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS, METADATA_KEY, ContractError, ModelMetadata
+from onnxcam.contract import (
+    CLASS_INDEX,
+    INPUT,
+    LOGITS,
+    METADATA_KEY,
+    TARGET_CLASS,
+    TARGET_SCORE,
+    ContractError,
+    ModelMetadata,
+)
 
 
 class ModelFileError(ValueError):
@@ -49,7 +58,10 @@ def read_contract(session: ort.InferenceSession, path: str | os.PathLike) -> Mod
         expected_outputs |= {layer.activations, layer.gradients}
         if layer.has_cam_weights:
             expected_outputs.add(layer.cam_weights)
-    missing = sorted(({INPUT, CLASS_INDEX} - inputs) | (expected_outputs - outputs))
+    if metadata.target.kind != "logit":
+        expected_outputs |= {TARGET_SCORE, TARGET_CLASS}
+    expected_inputs = {INPUT, CLASS_INDEX, *metadata.target.input_names}
+    missing = sorted((expected_inputs - inputs) | (expected_outputs - outputs))
     if missing:
         raise ModelFileError(f"{str(path)!r} lacks the contract's inputs/outputs {missing}")
     return metadata

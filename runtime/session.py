@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,16 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS, LayerInfo, ModelMetadata, input_gradients_name
+from onnxcam.contract import (
+    CLASS_INDEX,
+    INPUT,
+    LOGITS,
+    TARGET_CLASS,
+    TARGET_SCORE,
+    LayerInfo,
+    ModelMetadata,
+    input_gradients_name,
+)
 from onnxcam.runtime.graph_cuts import extract_model
 from onnxcam.runtime.inputs import (
     InputError,
@@ -20,11 +30,13 @@ from onnxcam.runtime.inputs import (
 )
 from onnxcam.runtime.methods import CamMethod, LayerOutputs, MethodContext, get_method
 from onnxcam.runtime.methods.passes import ModelPasses, session_of_model
+from onnxcam.runtime.methods.target_passes import TargetPasses
 from onnxcam.runtime.model_file import open_inference_session, read_contract
 from onnxcam.runtime.normalization import minmax_normalize, zero_nonfinite_maps
 from onnxcam.runtime.providers import check_session_providers, select_providers
 from onnxcam.runtime.resize import resize_maps
 from onnxcam.runtime.session_options import default_session_options
+from onnxcam.runtime.target_inputs import target_input_arrays
 from onnxcam.runtime.weighting import check_weighting
 
 Images = np.ndarray | Sequence[np.ndarray]
@@ -39,11 +51,17 @@ class CamResult:
 
     maps: float32 in [0, 1]; (N, H, W) for a preprocessed batch, or a list of (H_i, W_i) maps,
         one per decoded image at that image's own size.
-    class_index: (N,) int64, the classes explained (the given ones, else each top-1).
-    logits: (N, K) float32.
+    class_index: (N,) int64, the classes explained (the given ones, else each top-1; for a
+        segmentation target the class largest over the mask, for a detection target the label of
+        the detection that best matches the box).
+    logits: (N, K) float32: the model's own output ((N, K, H, W) for a segmentation model, the
+        class scores (N, D, K) of a detector).
     raw_maps: (N, h, w) float32 at the layer's resolution, before resizing and normalisation
         (signed for weighting ``none``).
     layer, method, weighting: what was computed.
+    target_scores: (N,) the differentiated target's value (``target/score``) for a model exported
+        with a target other than the class logit, else None. A detection target that matched no
+        detection has 0 there (and a zero map).
     """
 
     maps: np.ndarray | list[np.ndarray]
@@ -53,6 +71,7 @@ class CamResult:
     layer: str
     method: str
     weighting: str
+    target_scores: np.ndarray | None = None
 
 
 def _maps_at_batch_size(at_input: np.ndarray | None, raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -102,6 +121,7 @@ class CamSession:
         options = session_options or default_session_options(threads)
         self._options = options
         self._model_passes: ModelPasses | None = None
+        self._target_passes: TargetPasses | None = None
         self._prune_graph = prune_graph
         self._perturbation_model = perturbation_model
         self._pruned: dict[tuple[str, ...], ort.InferenceSession] = {}
@@ -182,6 +202,20 @@ class CamSession:
             )
         return self._model_passes
 
+    def _target_context(self, fetched: dict[str, np.ndarray], target_inputs: dict[str, np.ndarray]) -> dict:
+        """MethodContext's target fields for one run (empty for the logit target)."""
+        target = self.metadata.target
+        if target.kind == "logit":
+            return {}
+        if self._target_passes is None:
+            self._target_passes = TargetPasses(self._passes(), target)
+        return {
+            "target": target,
+            "target_inputs": target_inputs,
+            "target_scores": fetched[TARGET_SCORE],
+            "target_passes": self._target_passes,
+        }
+
     def _maps_at_input(
         self,
         batch: np.ndarray,
@@ -190,11 +224,16 @@ class CamSession:
         weightings: Sequence[str],
         layers: list[LayerInfo],
         use_fused: bool,
-    ) -> tuple[dict[str, tuple[np.ndarray | None, np.ndarray]], np.ndarray, np.ndarray]:
+        target_inputs: dict[str, np.ndarray] | None = None,
+    ) -> tuple[dict[str, tuple[np.ndarray | None, np.ndarray]], np.ndarray, np.ndarray, np.ndarray | None]:
         """One explanation of a preprocessed batch under several weightings, from one run and one
         computation of the method's weights: ``({weighting: (maps (N, H, W) in [0, 1], or None where
-        only ``raw`` was computed and the caller resizes it, raw maps)}, logits, explained classes)``."""
+        only ``raw`` was computed and the caller resizes it, raw maps)}, logits, explained classes,
+        target scores or None)``. ``target_inputs``: the target's inputs ``{name: (N, ...)}``."""
+        target_inputs = target_inputs or {}
         names = [LOGITS] + self._input_gradients_name(method)
+        if self.metadata.target.kind != "logit":
+            names += [TARGET_SCORE, TARGET_CLASS]
         for layer in layers:
             names += self.layer_output_names(method, layer.name)
         fused = {}
@@ -204,9 +243,14 @@ class CamSession:
                 if heatmap is not None:
                     fused[weighting] = heatmap.output
         names = list(dict.fromkeys(names + list(fused.values())))
-        fetched = dict(zip(names, self.run(names, {INPUT: batch, CLASS_INDEX: index})))
+        feeds = {INPUT: batch, CLASS_INDEX: index, **target_inputs}
+        fetched = dict(zip(names, self.run(names, feeds)))
         logits = fetched[LOGITS]
-        explained = np.where(index < 0, logits.argmax(axis=1), index).astype(np.int64)
+        if TARGET_CLASS in fetched:
+            explained = fetched[TARGET_CLASS].astype(np.int64)
+        else:
+            explained = np.where(index < 0, logits.argmax(axis=1), index).astype(np.int64)
+        target_context = self._target_context(fetched, target_inputs)
         raws: dict[str, list[np.ndarray]] = {weighting: [] for weighting in weightings}
         for layer in layers:
             outputs = LayerOutputs(
@@ -217,12 +261,12 @@ class CamSession:
                 if method.input_gradient_rule
                 else None,
             )
-            context = MethodContext(batch, explained, logits, layer, self._passes())
+            context = MethodContext(batch, explained, logits, layer, self._passes(), **target_context)
             for weighting, raw in method.raw_maps_by_weighting(outputs, weightings, context).items():
                 raws[weighting].append(zero_nonfinite_maps(raw.astype(np.float32)))
         if len(layers) == 1:
             maps = {w: (fetched[fused[w]] if w in fused else None, raws[w][0]) for w in weightings}
-            return maps, logits, explained
+            return maps, logits, explained, fetched.get(TARGET_SCORE)
         # Several layers (LayerCAM's fusion), as pytorch-grad-cam does: each map normalised at its
         # own resolution, resized to the input, averaged, normalised again.
         size = batch.shape[2:]
@@ -230,7 +274,7 @@ class CamSession:
         for weighting in weightings:
             mean = np.mean([resize_maps(minmax_normalize(raw), size) for raw in raws[weighting]], axis=0)
             maps[weighting] = (minmax_normalize(mean), mean)
-        return maps, logits, explained
+        return maps, logits, explained, fetched.get(TARGET_SCORE)
 
     def prepare(self, images: Images) -> tuple[np.ndarray, list[tuple[int, int]] | None]:
         """The model's float32 (N, C, H, W) input for ``images`` and, for decoded images, their sizes."""
@@ -257,6 +301,8 @@ class CamSession:
         layer: str | Sequence[str] | None = None,
         aug_smooth: bool = False,
         use_fused: bool = True,
+        target_mask: np.ndarray | None = None,
+        target_box: np.ndarray | Sequence[float] | None = None,
     ) -> CamResult:
         """Class activation maps for ``images``.
 
@@ -281,9 +327,17 @@ class CamSession:
             use_fused: take the map from a ``heatmap/<method>/<weighting>`` output fused into the
                 graph when the model has one for this layer (only for a preprocessed batch and one
                 layer without smoothing; otherwise the maps are computed in numpy).
+            target_mask: for a model exported with ``SegmentationRegion``: the region whose class
+                score is explained, float32 ``(N, H_out, W_out)`` at the output's resolution, or
+                one ``(H_out, W_out)`` mask for all; None for the whole image.
+            target_box: for a model exported with ``DetectionBoxScore``: the box whose detection
+                is explained, inclusive input-tensor pixels ``(x0, y0, x1, y1)``, one for all or
+                ``(N, 4)``. When no detection of the class matches it, the map is zero and a
+                warning says so.
         """
         return self.explain_weightings(
-            images, method, (weighting,), class_index, layer=layer, aug_smooth=aug_smooth, use_fused=use_fused
+            images, method, (weighting,), class_index, layer=layer, aug_smooth=aug_smooth,
+            use_fused=use_fused, target_mask=target_mask, target_box=target_box,
         )[weighting]
 
     def explain_weightings(
@@ -296,6 +350,8 @@ class CamSession:
         layer: str | Sequence[str] | None = None,
         aug_smooth: bool = False,
         use_fused: bool = True,
+        target_mask: np.ndarray | None = None,
+        target_box: np.ndarray | Sequence[float] | None = None,
     ) -> dict[str, CamResult]:
         """:meth:`explain` under several weightings at the cost of one: ``{weighting: CamResult}``,
         each equal to ``explain(images, method, weighting, ...)``.
@@ -316,11 +372,27 @@ class CamSession:
         layers = [self._layer(name) for name in names]
         batch, sizes = self.prepare(images)
         index = class_index_array(class_index, batch.shape[0], self.metadata.num_classes)
+        target = self.metadata.target
+        target_inputs = target_input_arrays(
+            target, batch.shape[0], batch.shape[2:], target_mask=target_mask, target_box=target_box
+        )
         if aug_smooth:
-            variants, logits, explained = self._smoothed(batch, index, cam_method, weightings, layers)
+            if target_inputs:
+                raise ValueError(
+                    f"aug_smooth flips the images, which would move the {target.kind} target's "
+                    f"{', '.join(target_inputs)} with them: explain without aug_smooth"
+                )
+            variants, logits, explained, scores = self._smoothed(batch, index, cam_method, weightings, layers)
         else:
-            variants, logits, explained = self._maps_at_input(
-                batch, index, cam_method, weightings, layers, use_fused and sizes is None
+            variants, logits, explained, scores = self._maps_at_input(
+                batch, index, cam_method, weightings, layers, use_fused and sizes is None, target_inputs
+            )
+        if target.kind == "detection" and scores is not None and (scores == 0).any():
+            missed = np.flatnonzero(scores == 0).tolist()
+            warnings.warn(
+                f"no detection of the explained class matches target_box above IoU "
+                f"{target.options.get('iou_threshold', 0.5)} in images {missed[:10]}: their maps are zero",
+                stacklevel=2,
             )
         layer_names = ",".join(layer.name for layer in layers)
         results = {}
@@ -338,6 +410,7 @@ class CamSession:
                 layer=layer_names,
                 method=cam_method.name,
                 weighting=weighting,
+                target_scores=scores,
             )
         return results
 
@@ -348,19 +421,19 @@ class CamSession:
         method: CamMethod,
         weightings: Sequence[str],
         layers: list[LayerInfo],
-    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
+    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray, np.ndarray | None]:
         """aug_smooth: maps of the six augmented batches, de-augmented, averaged, renormalised,
-        per weighting: ``({weighting: (maps, mean)}, logits, explained)``."""
+        per weighting: ``({weighting: (maps, mean)}, logits, explained, target scores)``."""
         totals: dict[str, np.ndarray] = {}
-        logits, explained = None, index
+        logits, explained, scores = None, index, None
         for flip in (False, True):
             for factor in SMOOTHING_FACTORS:
                 augmented = (batch[..., ::-1] if flip else batch) * np.float32(factor)
-                variants, run_logits, run_explained = self._maps_at_input(
+                variants, run_logits, run_explained, run_scores = self._maps_at_input(
                     np.ascontiguousarray(augmented, dtype=np.float32), explained, method, weightings, layers, False
                 )
                 if logits is None:  # the unaugmented batch comes first and fixes the classes
-                    logits, explained = run_logits, run_explained
+                    logits, explained, scores = run_logits, run_explained, run_scores
                 for weighting, (at_input, raw) in variants.items():
                     maps = _maps_at_batch_size(at_input, raw, batch.shape[2:])
                     maps = maps[..., ::-1] if flip else maps
@@ -369,4 +442,4 @@ class CamSession:
         for weighting, total in totals.items():
             mean = (total / (2 * len(SMOOTHING_FACTORS))).astype(np.float32)
             smoothed[weighting] = (minmax_normalize(mean), mean)
-        return smoothed, logits, explained
+        return smoothed, logits, explained, scores

@@ -8,18 +8,19 @@ the extra passes batched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from onnxcam.contract import LayerInfo
+from onnxcam.contract import LayerInfo, TargetInfo
 from onnxcam.runtime.weighting import WEIGHTINGS, weighted_activation_sum
 
 if TYPE_CHECKING:
     from onnxcam.graph import GraphBuilder
     from onnxcam.runtime.methods.passes import ModelPasses
+    from onnxcam.runtime.methods.target_passes import TargetPasses
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class MethodContext:
 
     batch: (N, C_in, H, W) model input; class_index: (N,) the explained classes (resolved, >= 0);
     logits: (N, K) of the main pass; layer: the target layer; passes: runs more passes.
+    target: what the model's gradients differentiate (``onnxcam.export.targets``); for every
+    target but the logit, target_inputs ``{name: (N, ...)}`` (a mask, a box), target_scores (N,)
+    of the main pass and target_passes, which scores the same target on other inputs.
     """
 
     batch: np.ndarray
@@ -50,6 +54,24 @@ class MethodContext:
     logits: np.ndarray
     layer: LayerInfo
     passes: ModelPasses
+    target: TargetInfo = field(default_factory=TargetInfo)
+    target_inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    target_scores: np.ndarray | None = None
+    target_passes: TargetPasses | None = None
+
+    def score(self, i: int) -> float:
+        """Image ``i``'s target value in the main pass (its class logit for the logit target)."""
+        if self.target_scores is None:
+            return float(self.logits[i, self.class_index[i]])
+        return float(self.target_scores[i])
+
+    def rescore(self, i: int, inputs: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Image ``i``'s target (same class, same mask or box) on other inputs (M, C_in, H, W) -> (M,)."""
+        c = int(self.class_index[i])
+        if self.target_passes is None:
+            return self.passes.logits(inputs, batch_size)[:, c]
+        extra = {name: np.repeat(value[i : i + 1], len(inputs), axis=0) for name, value in self.target_inputs.items()}
+        return self.target_passes.scores(inputs, np.full(len(inputs), c, dtype=np.int64), extra, batch_size)
 
 
 class CamMethod:

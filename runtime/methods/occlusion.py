@@ -23,7 +23,8 @@ class Occlusion(CamMethod):
     .. math:: M_{ij} = \frac{1}{|W_{ij}|} \sum_{w \in W_{ij}} \big(y^c(x) - y^c(x_{w \leftarrow b})\big)
 
     Costs one forward pass per window position (``((H - window) / stride + 1)^2`` per image),
-    batched. Pixels no window covers get 0.
+    batched. Pixels no window covers get 0. A model exported with another target than the logit
+    is scored by that target (the same class, mask or box) on every occluded input.
 
     >>> result = session.explain(batch, method=Occlusion(window=32, stride=16))  # doctest: +SKIP
     """
@@ -46,14 +47,14 @@ class Occlusion(CamMethod):
         counts = np.zeros((height, width), dtype=np.float64)
         for top, left in windows:
             counts[top : top + self.window, left : left + self.window] += 1
-        for i, c in enumerate(context.class_index):
-            score = float(context.logits[i, c])
+        for i in range(len(batch)):
+            score = context.score(i)
             for start in range(0, len(windows), self.batch_size):
                 chunk = windows[start : start + self.batch_size]
                 occluded = np.repeat(batch[i : i + 1], len(chunk), axis=0)
                 for row, (top, left) in enumerate(chunk):
                     occluded[row, :, top : top + self.window, left : left + self.window] = self.baseline
-                drops = score - context.passes.logits(occluded)[:, c]
+                drops = score - context.rescore(i, occluded)
                 for drop, (top, left) in zip(drops, chunk):
                     maps[i, top : top + self.window, left : left + self.window] += drop
         signed = maps / np.maximum(counts, 1)

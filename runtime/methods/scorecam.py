@@ -43,7 +43,9 @@ class ScoreCAM(CamMethod):
     U is bilinear upsampling with aligned corners. Costs C forward passes per image (C = the
     layer's channels), run ``batch_size`` at a time through the forward graph alone. Like
     pytorch-grad-cam, the score is the logit (the paper's increase of confidence over a baseline
-    does not change the softmax when the baseline is the same for every channel).
+    does not change the softmax when the baseline is the same for every channel). For a model
+    exported with another target (a probability, a segmentation region, a box score), the masked
+    inputs are scored by that target, as pytorch-grad-cam scores them by its target.
 
     >>> result = session.explain(batch, method=ScoreCAM(batch_size=64))  # doctest: +SKIP
     """
@@ -60,7 +62,7 @@ class ScoreCAM(CamMethod):
         height, width = context.batch.shape[2:]
         rows, cols = align_corners_matrix(height, acts.shape[2]), align_corners_matrix(width, acts.shape[3])
         weights = np.empty(acts.shape[:2], dtype=np.float64)
-        for i, c in enumerate(context.class_index):
+        for i in range(len(acts)):
             scores = np.empty(acts.shape[1], dtype=np.float64)
             # Chunks of channels bound the memory: masks are (chunk, H, W), inputs (chunk, C_in, H, W).
             for start in range(0, acts.shape[1], self.batch_size):
@@ -68,6 +70,6 @@ class ScoreCAM(CamMethod):
                 low = upsampled.min(axis=(1, 2), keepdims=True)
                 masks = (upsampled - low) / (upsampled.max(axis=(1, 2), keepdims=True) - low + EPSILON)
                 masked = (context.batch[i][None] * masks[:, None]).astype(np.float32)
-                scores[start : start + len(masks)] = context.passes.logits(masked)[:, c]
+                scores[start : start + len(masks)] = context.rescore(i, masked)
             weights[i] = _softmax(scores)
         return weights
