@@ -83,6 +83,18 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers", type=int, help="worker processes that explain and score (default: one per core; 0: none)"
     )
+    parser.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help="where the (method, chunk) tasks run: worker processes here (default) or a Ray cluster",
+    )
+    parser.add_argument(
+        "--address", metavar="auto|HOST:PORT",
+        help="the Ray cluster of --engine ray (default: a Ray instance started here for the run)",
+    )
+    parser.add_argument(
+        "--skip-missing", action="store_true",
+        help="leave out missing or unreadable images (listed in run.json, counted in the report) instead of stopping",
+    )
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--no-report", action="store_true", help="only compute; write the report later")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -98,18 +110,37 @@ def run_eval(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"model {path} not found")
     on_disk = None if args.dataset in MODEL_SETS else eval_set_from_args(args)  # built and checked once
-    for path in args.models:
-        data = eval_set_from_args(args, path) if on_disk is None else on_disk
-        check_model_classes(data, path)
-        run = EvaluationRun(
-            path, data, args.out, layer=args.layer, methods=args.method, step=args.step, chunk_size=args.chunk,
-            method_budget_s=args.method_budget, workers=args.workers, progress=not args.quiet,
-        )
-        print(f"{path}: results in {run.run()}")
+    engine = _engine(args)
+    try:
+        for path in args.models:
+            data = eval_set_from_args(args, path) if on_disk is None else on_disk
+            check_model_classes(data, path)
+            run = EvaluationRun(
+                path, data, args.out, layer=args.layer, methods=args.method, step=args.step, chunk_size=args.chunk,
+                method_budget_s=args.method_budget, workers=args.workers, engine=engine,
+                skip_missing=args.skip_missing, progress=not args.quiet,
+            )
+            if run.state.get("skipped_images"):
+                print(f"{path}: {len(run.state['skipped_images'])} unreadable images left out (listed in run.json)")
+            print(f"{path}: results in {run.run()}")
+    finally:
+        if engine is not None:
+            engine.close()
     if not args.no_report:
         metrics = write_report(args.out, n_resamples=args.resamples, progress=not args.quiet)
         print(f"wrote {args.out / 'metrics.csv'} ({len(metrics)} rows), report.md, report.html")
     return 0
+
+
+def _engine(args: argparse.Namespace):
+    """The Ray engine of ``--engine ray`` (None: the run's own local worker processes)."""
+    if args.engine == "local":
+        if args.address is not None:
+            raise ValueError("--address names a Ray cluster: use it with --engine ray")
+        return None
+    from onnxcam.eval.engine_ray import RayEngine
+
+    return RayEngine(args.address, workers=args.workers)
 
 
 def _json_ready(value: object) -> object:

@@ -50,6 +50,7 @@ class RunResults:
     negative_weights: dict[str, np.ndarray]
     variants: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    skipped_images: list[str] = field(default_factory=list)  # ids left out as unreadable (--skip-missing)
 
     @property
     def dataset(self) -> str:
@@ -86,6 +87,7 @@ def load_run(folder: str | os.PathLike) -> RunResults:
         explained=model["explained"],
         correct=model["correct"].astype(bool),
         negative_weights={k.split("__", 1)[1]: v for k, v in model.items() if k.startswith("negative_weights__")},
+        skipped_images=[image["id"] for image in state.get("skipped_images", [])],
     )
     for method in state["config"]["methods"]:
         status = state["methods"].get(method)
@@ -256,6 +258,9 @@ def disagreement_overlays(run: RunResults, out: Path, method: str = "gradcam", c
     gap = np.abs(relu["iou_0.15"] - absolute["iou_0.15"])
     order = np.lexsort((-gap, agreement))[:count]
     data = eval_set_from_spec(run.config["dataset"])
+    if run.skipped_images:
+        left_out = set(run.skipped_images)
+        data = data.without([i for i, image_id in enumerate(data.ids) if image_id in left_out])
     written = []
     for i in order.tolist():
         image = np.asarray(data.images[i])
@@ -310,6 +315,8 @@ def _sections(runs, metrics, diag, plots, overlays) -> list[tuple[str, list]]:
     for run in runs:
         accuracy = diag[(diag["model"] == run.model) & (diag["dataset"] == run.dataset) & (diag["metric"] == "top1_accuracy")].iloc[0]
         notes = [f"{m}: skipped ({reason.split(';')[0]})" for m, reason in run.skipped.items()]
+        if run.skipped_images:
+            notes.append(f"{len(run.skipped_images)} unreadable images left out (listed in run.json)")
         counts = {int(v["levels"].shape[0]) for v in run.variants.values()}
         if len(counts) > 1:
             notes.append("some methods ran on a prefix of the images (see n)")

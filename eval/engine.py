@@ -92,7 +92,8 @@ class Engine(Protocol):
         """A task's seconds per image (waiting for it); raises the task's error."""
 
     def close(self) -> None:
-        """Wait for the tasks in flight and release the workers."""
+        """Release the workers. Tasks still in flight finish or are dropped: a dropped task's file
+        is simply missing, and a rerun computes it."""
 
 
 def _worker_init() -> None:

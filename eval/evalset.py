@@ -75,6 +75,10 @@ class ImageFiles:
     def subset(self, indices: Sequence[int]) -> ImageFiles:
         return ImageFiles(tuple(self.ids[i] for i in indices), tuple(self.paths[i] for i in indices))
 
+    def absolute(self) -> ImageFiles:
+        """The same files by absolute paths (for workers that run in another folder)."""
+        return ImageFiles(self.ids, tuple(os.path.abspath(path) for path in self.paths))
+
     def unreadable(self) -> dict[int, str]:
         """``{image: reason}`` for every file that is missing or whose header does not read (no
         pixel is decoded: a file whose header reads but whose data is cut short fails later, in
@@ -84,7 +88,7 @@ class ImageFiles:
             try:
                 header_size(path)
             except UnreadableImageError as exc:
-                found[i] = str(exc)
+                found[i] = f"image {self.ids[i]!r}: {exc}"
         return found
 
 
@@ -113,6 +117,10 @@ class MaskFiles:
 
     def subset(self, indices: Sequence[int]) -> MaskFiles:
         return MaskFiles(tuple(self.ids[i] for i in indices), tuple(self.paths[i] for i in indices))
+
+    def absolute(self) -> MaskFiles:
+        """The same files by absolute paths (for workers that run in another folder)."""
+        return MaskFiles(self.ids, tuple(tuple(os.path.abspath(path) for path in paths) for paths in self.paths))
 
 
 def header_size(path: str | os.PathLike) -> tuple[int, int]:

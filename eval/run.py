@@ -30,7 +30,7 @@ from onnxcam.atomic_write import write_text_atomically
 from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS, TOP1_CLASS
 from onnxcam.eval.chunks import ChunkTruth, save_npz
 from onnxcam.eval.engine import ChunkTask, Engine, LocalEngine, chunk_session, explain_chunk
-from onnxcam.eval.evalset import EvalSet
+from onnxcam.eval.evalset import EvalSet, UnreadableImageError
 from onnxcam.eval.weight_signs import channel_weight_methods, negative_weight_fractions
 
 EVAL_WEIGHTINGS = ("relu", "abs", "abs-weights")
@@ -50,13 +50,17 @@ class RunConfig:
     step: float
     chunk_size: int
     model_sha256: str
+    skip_missing: bool = False
 
     def to_json(self) -> dict[str, object]:
-        return {
+        document = {
             "model": self.model, "layer": self.layer, "dataset": self.dataset, "methods": list(self.methods),
             "weightings": list(self.weightings), "step": self.step, "chunk_size": self.chunk_size,
             "model_sha256": self.model_sha256,
         }
+        if self.skip_missing:  # only when set: runs from before the option resume as they are
+            document["skip_missing"] = True
+        return document
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -90,6 +94,7 @@ class EvaluationRun:
         method_budget_s: float | None = None,
         workers: int | None = None,
         engine: Engine | None = None,
+        skip_missing: bool = False,
         progress: bool = True,
         name: str | None = None,
     ):
@@ -110,6 +115,7 @@ class EvaluationRun:
             step=float(step),
             chunk_size=int(chunk_size),
             model_sha256=file_sha256(model_path),
+            skip_missing=skip_missing,
         )
         self.folder = Path(out) / "runs" / data.name / self.model_name
         self.method_budget_s = method_budget_s
@@ -117,6 +123,7 @@ class EvaluationRun:
         self.workers = engine.workers if engine is not None else (os.cpu_count() or 1) if workers is None else workers
         self.progress = progress
         self.state = self._load_state()
+        self._leave_out_unreadable()
 
     # ---- state (run.json) --------------------------------------------------------------------
 
@@ -131,6 +138,30 @@ class EvaluationRun:
                 )
             return state
         return {"config": self.config.to_json(), "model_path": str(self.session.path), "methods": {}}
+
+    def _leave_out_unreadable(self) -> None:
+        """Check every image file before any work (headers only): one that is missing or unreadable
+        stops the run, naming it, or with ``skip_missing`` is left out of the set and listed in
+        ``run.json`` (``skipped_images``). A resumed run must find the very same ones."""
+        unreadable = self.data.unreadable()
+        if unreadable and not self.config.skip_missing:
+            listed = "; ".join(list(unreadable.values())[:5])
+            raise UnreadableImageError(
+                f"{len(unreadable)} of the {len(self.data)} images of {self.data.name!r} are missing or "
+                f"unreadable: {listed}{' ...' if len(unreadable) > 5 else ''}; fix them, or leave them out "
+                "with --skip-missing (skip_missing=True)"
+            )
+        if not self.config.skip_missing:
+            return
+        skipped = [{"id": self.data.ids[i], "reason": reason} for i, reason in sorted(unreadable.items())]
+        if self.state.get("skipped_images", skipped) != skipped:
+            raise ValueError(
+                f"{self.folder} was computed without {len(self.state['skipped_images'])} unreadable images; "
+                f"{len(skipped)} are unreadable now: the results would no longer line up; restore the "
+                "files, or delete the folder to start over"
+            )
+        self.state["skipped_images"] = skipped
+        self.data = self.data.without(sorted(unreadable))
 
     def _save_state(self) -> None:
         write_text_atomically(self.folder / "run.json", json.dumps(self.state, indent=1) + "\n")

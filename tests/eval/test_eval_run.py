@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -289,3 +290,56 @@ def test_a_run_killed_mid_way_resumes_to_the_same_results(synthetic_model, tmp_p
         resumed, fresh = np.load(interrupted / relative), np.load(complete / relative)
         for key in fresh.files:
             np.testing.assert_allclose(resumed[key], fresh[key], atol=1e-6)
+
+
+# ---- on-disk sets: streamed, unreadable images --------------------------------------------------
+
+
+@pytest.fixture()
+def written_set(tmp_path):
+    """8 synthetic images written as a WSOL-eval folder (PNG)."""
+    from onnxcam.eval.datasets.synthetic import make_synthetic_dataset
+    from onnxcam.eval.datasets.writers import write_dataset
+
+    return write_dataset(make_synthetic_dataset(8, 3, 96, 12).objects(), tmp_path / "wsol", "wsol", "png")
+
+
+def test_an_on_disk_set_sends_paths_to_its_workers_not_pixels(synthetic_model, written_set, tmp_path):
+    import pickle
+
+    from onnxcam.eval.datasets.eval_sets import wsol_eval_set
+    from onnxcam.eval.evalset import ImageFiles
+    from onnxcam.eval.run import EvaluationRun
+
+    data = wsol_eval_set(written_set / "metadata" / "boxes", written_set)
+    assert isinstance(data.images, ImageFiles) and data.sizes == [(96, 96)] * 8
+    run = EvaluationRun(synthetic_model, data, tmp_path, methods=["gradcam"], chunk_size=4, workers=0, progress=False)
+    task = run._task("gradcam", 4, np.zeros(8, dtype=np.int64))
+    assert task.images.paths == data.images.paths[4:8]
+    assert len(pickle.dumps(task)) < 4096  # ids, paths, boxes: 4 images of 96 x 96 x 3 would be 110 kB
+
+
+def test_an_unreadable_image_stops_the_run_by_name_or_is_left_out_and_counted(synthetic_model, written_set, tmp_path):
+    from onnxcam.apps.report import load_run
+    from onnxcam.eval.datasets.eval_sets import wsol_eval_set
+    from onnxcam.eval.evalset import UnreadableImageError
+    from onnxcam.eval.run import EvaluationRun
+
+    data = wsol_eval_set(written_set / "metadata" / "boxes", written_set)
+    broken = Path(data.images.paths[2])
+    broken.write_bytes(b"not a picture")
+    Path(data.images.paths[5]).unlink()
+    options = dict(methods=["gradcam"], step=0.1, chunk_size=4, workers=0, progress=False)
+    with pytest.raises(UnreadableImageError, match=rf"2 of the 8 images.*{data.ids[2]}.*{broken.name}"):
+        EvaluationRun(synthetic_model, data, tmp_path / "strict", **options)
+
+    folder = EvaluationRun(synthetic_model, data, tmp_path / "lenient", skip_missing=True, **options).run()
+    state = json.loads((folder / "run.json").read_text())
+    assert [image["id"] for image in state["skipped_images"]] == [data.ids[2], data.ids[5]]
+    assert state["config"]["skip_missing"] is True
+    run = load_run(folder)
+    assert run.skipped_images == [data.ids[2], data.ids[5]] and len(run.variants["gradcam", "relu"]["levels"]) == 6
+    # Resuming must find the very same images unreadable: the results would not line up otherwise.
+    broken.unlink()
+    with pytest.raises(ValueError, match="no longer line up"):
+        EvaluationRun(synthetic_model, data, tmp_path / "lenient", skip_missing=True, **options)
