@@ -222,15 +222,23 @@ def in_memory_and_written(model, tmp_path, images, methods, step):
     return tables
 
 
-def check_equal(tables):
+def check_equal(tables, out):
+    """The same metrics.csv, and under it the same per-image arrays (maps, curves, histograms)."""
     memory, boxes, masks = tables["memory"], tables["boxes"], tables["masks"]
+    (in_memory,) = (out / "memory" / "runs").glob("*/*")
+    for split in ("boxes", "masks"):
+        (folder,) = (out / split / "runs").glob("*/*")
+        written = chunk_arrays(folder)
+        for key, arrays in chunk_arrays(in_memory).items():
+            for name in set(arrays) & set(written[key]):
+                np.testing.assert_array_equal(written[key][name], arrays[name], err_msg=f"{split} {key} {name}")
     assert memory["metric"].eq("PxAP").any() and not boxes["metric"].eq("PxAP").any()
     pd.testing.assert_frame_equal(masks, memory)  # PxAP, and the masks' tight boxes are the boxes
     pd.testing.assert_frame_equal(boxes, memory[memory["metric"] != "PxAP"].reset_index(drop=True))
 
 
 def test_synthetic_metrics_through_written_wsol_files_equal_the_in_memory_run(synthetic_model, tmp_path):
-    check_equal(in_memory_and_written(synthetic_model, tmp_path, "8", ("gradcam", "cam"), "0.05"))
+    check_equal(in_memory_and_written(synthetic_model, tmp_path, "8", ("gradcam", "cam"), "0.05"), tmp_path)
 
 
 @pytest.mark.slow
@@ -244,7 +252,7 @@ def test_every_method_through_written_wsol_files_equals_the_in_memory_run(tmp_pa
     model = export_synthetic_model(checkpoint, tmp_path / "synthetic_resnet.onnx", ["plain", "guided"])
     tables = in_memory_and_written(model, tmp_path, "100", tuple(METHODS), "0.01")
     assert set(tables["memory"]["method"]) == set(METHODS) - set(_skipped(tmp_path / "memory"))
-    check_equal(tables)
+    check_equal(tables, tmp_path)
 
 
 def _skipped(out):
