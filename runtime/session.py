@@ -22,6 +22,7 @@ from onnxcam.contract import (
     input_gradients_name,
 )
 from onnxcam.runtime.graph_cuts import extract_model
+from onnxcam.runtime.io_binding import run_bound
 from onnxcam.runtime.inputs import (
     InputError,
     check_batch,
@@ -99,6 +100,9 @@ class CamSession:
             ``onnxcam.export.quantize.quantize_cam_model``, say) whose forward graph runs the extra
             forward passes of Score-CAM and occlusion; the main pass stays on ``path``. Score-CAM's
             2,048 masked passes on resnet50 then cost an int8 forward each (docs/benchmarks.md).
+        io_binding: run the model through ONNX Runtime's IOBinding (``onnxcam.runtime.io_binding``):
+            with CUDA the batch goes to the GPU once and every output is allocated there and copied
+            back once, after the run.
 
     >>> session = CamSession("resnet50.cam.onnx")  # doctest: +SKIP
     >>> result = session.explain(batch, method="gradcam", weighting="relu")  # doctest: +SKIP
@@ -115,6 +119,7 @@ class CamSession:
         session_options: ort.SessionOptions | None = None,
         prune_graph: bool = False,
         perturbation_model: str | os.PathLike | None = None,
+        io_binding: bool = False,
     ):
         self.path = Path(path)
         requested = select_providers(providers)
@@ -124,6 +129,7 @@ class CamSession:
         self._target_passes: TargetPasses | None = None
         self._prune_graph = prune_graph
         self._perturbation_model = perturbation_model
+        self._io_binding = io_binding
         self._pruned: dict[tuple[str, ...], ort.InferenceSession] = {}
         self.session = open_inference_session(self.path, requested, options)
         if providers is not None:
@@ -185,7 +191,7 @@ class CamSession:
         """The outputs ``names`` of one ONNX Runtime run on ``feeds`` (with ``prune_graph``, on the
         graph cut down to those outputs; feeds it does not read are left out)."""
         if not self._prune_graph:
-            return self.session.run(list(names), feeds)
+            return self._run_session(self.session, list(names), feeds)
         key = tuple(names)
         if key not in self._pruned:
             model = self._passes().model
@@ -193,7 +199,10 @@ class CamSession:
             self._pruned[key] = session_of_model(cut, self.session.get_providers(), self._options)
         session = self._pruned[key]
         read = {value.name for value in session.get_inputs()}
-        return session.run(list(key), {name: value for name, value in feeds.items() if name in read})
+        return self._run_session(session, list(key), {name: value for name, value in feeds.items() if name in read})
+
+    def _run_session(self, session: ort.InferenceSession, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return run_bound(session, names, feeds) if self._io_binding else session.run(names, feeds)
 
     def _passes(self) -> ModelPasses:
         if self._model_passes is None:
