@@ -267,3 +267,16 @@ def test_the_cli_names_every_on_disk_builder():
     assert tuple(BUILDERS) == DATASETS[len(MODEL_SETS):] == tuple(DATASET_OPTIONS)
     for name, (required, optional) in DATASET_OPTIONS.items():
         assert list(BUILDERS[name].__code__.co_varnames[: len(required) + len(optional)]) == [*required, *optional]
+
+
+def test_a_missing_image_whose_size_the_header_gives_is_named_or_left_out(synthetic_model, tmp_path, capsys):
+    import shutil
+
+    root = shutil.copytree(CUB, tmp_path / "CUB_200_2011")
+    missing = "002.Laysan_Albatross/Laysan_Albatross_0002_1027.jpg"
+    (root / "images" / missing).unlink()
+    arguments = ["--dataset", "cub", "--root", root]
+    assert main(["eval", str(synthetic_model), *map(str, arguments), "--no-report", "--out", str(tmp_path / "strict")]) == 2
+    assert f"image {missing!r}: {root / 'images' / missing}" in capsys.readouterr().err
+    folder = evaluate(synthetic_model, tmp_path / "lenient", [*arguments, "--skip-missing"])
+    assert json.loads((folder / "run.json").read_text())["methods"]["gradcam"]["n"] == 2
