@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all demo bench report inspect clean edge-install edge-test openvino-xai-venv
+.PHONY: install test test-all demo bench report inspect clean edge-install edge-test openvino-xai-venv web
 
 install: $(STAMP)
 
@@ -49,8 +49,13 @@ $(OPENVINO_XAI_STAMP): benchmarks/openvino_xai_constraints.txt
 	touch $(OPENVINO_XAI_STAMP)
 
 edge-test: $(STAMP) edge-install $(OPENVINO_XAI_STAMP)
-	$(PY) -m pytest -q -rs tests/edge/test_edge_runtimes.py tests/export/test_quantize.py tests/export/test_mobile.py
+	$(PY) -m pytest -q -rs tests/edge tests/export/test_quantize.py tests/export/test_mobile.py
 	$(PY) -m pytest -q -rs -p no:cacheprovider benchmarks/test_openvino_xai.py -k parity
+
+# The on-device page (edge/web): builds the fused int8 EfficientNet-Lite0 once, serves reports/web
+# on http://127.0.0.1:8000/index.html (cross-origin isolated, so WebAssembly gets its threads).
+web: $(STAMP) edge-install
+	$(PY) -m onnxcam web --out reports/web
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
@@ -113,7 +118,7 @@ inspect: $(STAMP)
 	$(PY) -m onnxcam inspect $(INSPECT_MODELS)/synthetic_resnet.onnx --dataset synthetic --images 1000 \
 		--classes 0-11 --out $(INSPECT)/synthetic_resnet
 	$(PY) -m onnxcam inspect $(INSPECT_MODELS)/efficientnet_lite0.onnx --dataset demo-photos --k 4 \
-		--steps 150 --learning-rate 20 --out $(INSPECT)/efficientnet_lite0
+		--steps 150 --learning-rate 20 --blur-every 4 --blur-sigma 1 --out $(INSPECT)/efficientnet_lite0
 
 # ~16 min on 2 idle cores with the models exported, ~22-25 min on a fresh checkout
 # (`python -m benchmarks.estimate` prints the estimate of the plan first);

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "onnxcam.apps.dataset_commands",
     "onnxcam.apps.demo",
     "onnxcam.apps.inspect",
+    "onnxcam.apps.web",
 )
 
 

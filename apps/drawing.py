@@ -1,10 +1,11 @@
-"""Boxes drawn on pictures, in the colours every onnxcam page uses: red predicted, green truth."""
+"""Boxes drawn on pictures, in the colours every onnxcam page uses: red predicted (the papers' fixed
+threshold), yellow predicted at the best threshold, green truth."""
 
 from __future__ import annotations
 
 import numpy as np
 
-PREDICTED_COLOUR, TRUTH_COLOUR = (255, 40, 40), (40, 255, 40)
+PREDICTED_COLOUR, BEST_COLOUR, TRUTH_COLOUR = (255, 40, 40), (255, 210, 0), (40, 255, 40)
 
 
 def draw_box(image: np.ndarray, box: np.ndarray, colour: tuple[int, int, int], width: int = 3) -> np.ndarray:

@@ -69,3 +69,29 @@ def top1_loc(
         raise ValueError("predicted and labels must hold one class per heatmap")
     hits = localization_hits(heatmaps, gt_boxes, threshold, iou_threshold) & (predicted == labels)
     return float(hits.sum() * 100.0 / len(hits))
+
+
+BEST_THRESHOLDS = tuple(np.round(np.arange(0.05, 1.0, 0.05), 2))
+"""The thresholds :func:`best_threshold_box` tries, as fractions of the map's maximum."""
+
+
+def best_threshold_box(
+    heatmap: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float] = BEST_THRESHOLDS
+) -> tuple[float, np.ndarray, float]:
+    """The threshold whose largest-blob box best matches the ground truth: ``(threshold, box, IoU)``.
+
+    ``heatmap`` is 2-D, ``gt_boxes`` ``(M, 4)`` inclusive boxes in its pixel frame. This is the
+    oracle choice that MaxBoxAcc makes for a whole data set, made for one image: it shows how well
+    the map *could* localize, apart from the fixed threshold of the papers. Ties go to the lowest
+    threshold.
+
+    Examples
+    --------
+    >>> m = np.zeros((10, 10)); m[2:8, 2:8] = 0.3; m[4:6, 4:6] = 1.0
+    >>> threshold, box, iou = best_threshold_box(m, np.array([[2, 2, 7, 7]]))
+    >>> float(threshold), box.tolist(), float(iou)
+    (0.05, [2, 2, 7, 7], 1.0)
+    """
+    ious = [float(box_iou(box_from_heatmap(heatmap, t)[None], gt_boxes).max()) for t in thresholds]
+    best = int(np.argmax(ious))
+    return float(thresholds[best]), box_from_heatmap(heatmap, thresholds[best]), ious[best]

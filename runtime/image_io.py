@@ -36,11 +36,23 @@ def jet_colormap(values: np.ndarray) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
-def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5) -> np.ndarray:
-    """Blend a [0, 1] heatmap (H, W), in jet colours, over an RGB uint8 image (H, W, 3)."""
+def signed_colormap(values: np.ndarray) -> np.ndarray:
+    """Map values in [-1, 1] to blue (negative), white (0) and red (positive).
+    values: (H, W) -> uint8 (H, W, 3)."""
+    v = np.clip(values, -1.0, 1.0)[..., None]
+    white, red, blue = np.array([1.0, 1.0, 1.0]), np.array([0.8, 0.1, 0.1]), np.array([0.1, 0.2, 0.8])
+    rgb = np.where(v >= 0, white + v * (red - white), white - v * (blue - white))
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def heatmap_overlay(
+    image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5, colormap=jet_colormap
+) -> np.ndarray:
+    """Blend a heatmap (H, W), in ``colormap``'s colours (jet for [0, 1] maps, or
+    :func:`signed_colormap` for [-1, 1] ones), over an RGB uint8 image (H, W, 3)."""
     if image.shape[:2] != heatmap.shape:
         raise ValueError(f"image {image.shape[:2]} and heatmap {heatmap.shape} differ in size")
-    blended = (1 - opacity) * image.astype(np.float32) + opacity * jet_colormap(heatmap)
+    blended = (1 - opacity) * image.astype(np.float32) + opacity * colormap(heatmap)
     return blended.round().astype(np.uint8)
 
 

@@ -41,6 +41,7 @@ def exported_zoo_model(tmp_path_factory) -> Callable[[str], ExportedZooModel]:
                 [entry.last_layer, entry.middle_layer],
                 folder / f"{arch}.onnx",
                 preprocessing=entry.preprocessing,
+                class_labels=entry.class_labels,
                 arch=arch,
             )
             cache[arch] = ExportedZooModel(arch, model, entry, path)
