@@ -74,6 +74,18 @@ class CamResult:
     weighting: str
     target_scores: np.ndarray | None = None
 
+    def __repr__(self) -> str:
+        # The arrays would print thousands of numbers: a result is described by their shapes.
+        maps = (
+            f"{len(self.maps)} maps of sizes {sorted({m.shape for m in self.maps})}"
+            if isinstance(self.maps, list)
+            else f"maps {self.maps.shape}"
+        )
+        return (
+            f"CamResult(method={self.method!r}, weighting={self.weighting!r}, layer={self.layer!r}, {maps}, "
+            f"class_index={self.class_index.tolist()}, logits {self.logits.shape}, raw_maps {self.raw_maps.shape})"
+        )
+
 
 def _maps_at_batch_size(at_input: np.ndarray | None, raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Normalised (N, H, W) maps at the batch's ``size``: those the graph made (``at_input``), or
@@ -173,6 +185,14 @@ class CamSession:
                     f"{layer.name!r}, which {self.path.name} does not have; use 'gradcam'"
                 )
             names.append(layer.cam_weights)
+        if method.native_maps is not None:
+            if method.native_maps not in self.metadata.native_maps:
+                raise ValueError(
+                    f"method {method.name!r} reads the class maps {method.native_maps!r} that the model "
+                    f"computes itself; {self.path.name} has none: export an ACoL model "
+                    "(`onnxcam export-synthetic` of a synthetic_acol checkpoint)"
+                )
+            names.append(method.native_maps)
         return names
 
     def _input_gradients_name(self, method: CamMethod) -> list[str]:
@@ -269,6 +289,7 @@ class CamSession:
                 input_gradients=fetched.get(input_gradients_name(method.input_gradient_rule))
                 if method.input_gradient_rule
                 else None,
+                native_maps=fetched.get(method.native_maps) if method.native_maps else None,
             )
             context = MethodContext(batch, explained, logits, layer, self._passes(), **target_context)
             for weighting, raw in method.raw_maps_by_weighting(outputs, weightings, context).items():

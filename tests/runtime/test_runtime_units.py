@@ -95,3 +95,19 @@ def test_without_spinning_copies_the_options_and_leaves_them_alone():
     assert copy.get_session_config_entry(ALLOW_SPINNING) == "0"
     with pytest.raises(RuntimeError, match=ALLOW_SPINNING):
         options.get_session_config_entry(ALLOW_SPINNING)
+
+
+def test_cam_result_repr_is_short():
+    from onnxcam.runtime.session import CamResult
+
+    result = CamResult(
+        maps=[np.zeros((300, 451), np.float32), np.zeros((20, 30), np.float32)],
+        class_index=np.array([285, 3]),
+        logits=np.zeros((2, 1000), np.float32),
+        raw_maps=np.zeros((2, 7, 7), np.float32),
+        layer="layer4",
+        method="gradcam",
+        weighting="abs",
+    )
+    text = repr(result)
+    assert len(text) < 300 and "class_index=[285, 3]" in text and "(300, 451)" in text and "logits (2, 1000)" in text
