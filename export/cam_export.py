@@ -27,6 +27,7 @@ from onnxcam.contract import (
     gradients_name,
     input_gradients_name,
 )
+from onnxcam.export.caller_model import keeps_caller_model
 from onnxcam.export.backward_decompositions import (
     MAX_POOL_GRADIENTS,
     gradient_decompositions,
@@ -103,6 +104,7 @@ def _exporter_versions() -> dict[str, str]:
     return {"onnxcam": onnxcam.__version__, "torch": torch.__version__, "onnx": onnx.__version__}
 
 
+@keeps_caller_model
 def export_cam_model(
     model: nn.Module,
     example_input: torch.Tensor,
@@ -124,7 +126,8 @@ def export_cam_model(
     Args:
         model: a classifier ``(N, C, H, W) -> (N, K)`` logits, or for another ``target`` a model
             whose outputs it reads (segmentation ``(N, K, H, W)``, a detector's boxes and
-            scores); it is put in eval mode.
+            scores); it is exported in eval mode and left as it was (mode, ``requires_grad``,
+            hooks, weights).
         example_input: ``(N, C, H, W)`` float32; fixes C, H and W (the batch stays dynamic).
         target_layers: module names as in ``model.named_modules()``, e.g. ``"layer4"``,
             ``"features.28"``, ``"layer3.1.conv2"``.
