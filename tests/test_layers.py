@@ -99,3 +99,14 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     assert layer_of_module("onnxcam.demo") == "apps" and layer_of_module("onnxcam.contract") == "bottom"
     [(_, relative)] = imported_modules(ast.parse("from .boxes import box_iou"), "onnxcam.eval")
     assert relative == "onnxcam.eval.boxes"
+
+
+def test_every_package_folder_is_packaged():
+    """A wheel holds only the packages pyproject.toml lists (its folders are mapped, not found)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        package_of(init) for folder in FOLDERS for init in (ROOT / folder).rglob("__init__.py")
+    }
+    assert found - listed == set(), f"package folders missing from pyproject.toml: {sorted(found - listed)}"
