@@ -97,4 +97,24 @@ def test_scorecam_int8_rows(bench_config, bench_model):
               "floor_ms_per_image_batch32": floors, "rows": rows}
     os.makedirs(REPORT, exist_ok=True)
     write_text_atomically(f"{REPORT}/scorecam_int8.json", json.dumps(report, indent=1))
+    write_text_atomically(f"{REPORT}/scorecam_int8.md", markdown(report))
     assert fp32.shape == int8_maps.shape == (1, model.input_size, model.input_size)
+
+
+def markdown(report: dict) -> str:
+    """The rows as a table, goals marked (5x pytorch-grad-cam; int8 also cosine >= 0.99 to fp32)."""
+    floors = ", ".join(f"{name} {ms:.1f} ms" for name, ms in report["floor_ms_per_image_batch32"].items())
+    lines = [
+        f"{report['model']} {report['layer']}, batch 1, {report['threads']} threads, load {report['load_1min']:.1f}; "
+        f"the floor per image at batch 32: {floors}.",
+        "",
+        "| row | s | ms per masked image | speed-up vs pytorch-grad-cam (goal >= 5) | map cosine |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in report["rows"].items():
+        speedup = row["speedup_vs_pytorch_grad_cam"]
+        met = "" if name == "pytorch-grad-cam" else (" met" if speedup >= SPEEDUP_GOAL else " MISSED")
+        cosine = row.get("cosine_to_fp32", row.get("cosine"))
+        cosine_text = "" if cosine is None else f"{cosine:.4f}" + (" to fp32" if "cosine_to_fp32" in row else " to pytorch-grad-cam")
+        lines.append(f"| {name} | {row['seconds']:.1f} | {row['ms_per_masked_image']:.1f} | {speedup:.2f}x{met} | {cosine_text} |")
+    return "\n".join(lines) + "\n"
