@@ -11,32 +11,34 @@ from onnxcam.contract import CLASS_INDEX, INPUT
 
 
 def channel_weight_methods(methods: Sequence[str]) -> dict[str, object]:
-    """Instances of the ``methods`` whose maps are ``sum_k w_k A^k`` with weights from one pass."""
+    """Instances of the ``methods`` whose maps are ``sum_k w_k A^k`` with weights from one pass
+    (:attr:`~onnxcam.runtime.methods.CamMethod.single_pass` and their own ``channel_weights``)."""
     from onnxcam.runtime.methods import CamMethod, get_method
 
     found = {}
     for name in methods:
         method = get_method(name)
-        if type(method).channel_weights is not CamMethod.channel_weights:
+        if method.single_pass and type(method).channel_weights is not CamMethod.channel_weights:
             found[name] = method
     return found
 
 
 def negative_weight_fractions(session, batch: np.ndarray, labels: np.ndarray, layer: str, methods: dict) -> dict[str, np.ndarray]:
-    """Per image, the fraction of channel weights ``alpha_k`` below zero, per method ``(n,)``."""
+    """Per image, the fraction of channel weights ``alpha_k`` below zero, per method ``(n,)``, for
+    the ``methods`` (:func:`channel_weight_methods`) that the layer's outputs serve (CAM needs a
+    GAP + linear head), from one run of the outputs they read."""
     from onnxcam.runtime.methods import LayerOutputs
 
-    info = session.metadata.layer(layer)
-    names = [info.activations, info.gradients] + ([info.cam_weights] if info.has_cam_weights else [])
-    fetched = dict(zip(names, session.run(names, {INPUT: batch, CLASS_INDEX: labels})))
-    outputs = LayerOutputs(fetched[info.activations], fetched[info.gradients], fetched.get(info.cam_weights))
-    fractions = {}
+    reads = {}
     for name, method in methods.items():
-        if method.needs_cam_weights and outputs.cam_weights is None:
-            continue
         try:
-            weights = np.asarray(method.channel_weights(outputs))
-        except (NotImplementedError, TypeError, ValueError, AttributeError):
-            continue  # a method whose weights need more than one pass's outputs
-        fractions[name] = (weights < 0).mean(axis=1)
-    return fractions
+            reads[name] = session.layer_output_names(method, layer)
+        except ValueError:
+            continue  # the layer lacks an output the method reads
+    if not reads:
+        return {}
+    names = list(dict.fromkeys(name for needed in reads.values() for name in needed))
+    fetched = dict(zip(names, session.run(names, {INPUT: batch, CLASS_INDEX: labels})))
+    info = session.metadata.layer(layer)
+    outputs = LayerOutputs(fetched[info.activations], fetched.get(info.gradients), fetched.get(info.cam_weights))
+    return {name: (np.asarray(methods[name].channel_weights(outputs)) < 0).mean(axis=1) for name in reads}
