@@ -14,7 +14,7 @@ import argparse
 import html
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=200, help="class visualization ascent steps (default 200)")
     parser.add_argument("--learning-rate", type=float, default=10.0, help="ascent step size (default 10)")
     parser.add_argument("--l2", type=float, default=1e-3, help="ascent L2 penalty lambda (default 1e-3)")
+    parser.add_argument("--blur-every", type=int, default=10, metavar="N", help="blur the ascent every N steps (default 10; 0: never)")
+    parser.add_argument("--blur-sigma", type=float, default=0.8, metavar="PX", help="blur standard deviation (default 0.8)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per model run (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed of t-SNE, samples and ascent (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -97,8 +99,10 @@ def run_inspect(args: argparse.Namespace) -> int:
     data = eval_set_from_args(args, args.model)
     document = inspect_model(
         args.model, data, args.out, layer=args.layer, channels=_index_list(args.channels, "channels"),
-        classes=_index_list(args.visualize_classes, "classes"), k=args.k, steps=args.steps,
-        learning_rate=args.learning_rate, l2=args.l2, batch_size=args.batch_size, seed=args.seed,
+        classes=_index_list(args.visualize_classes, "classes"), k=args.k,
+        ascent={"steps": args.steps, "learning_rate": args.learning_rate, "l2": args.l2,
+                "blur_every": args.blur_every, "blur_sigma": args.blur_sigma},
+        batch_size=args.batch_size, seed=args.seed,
         progress=not args.quiet,
     )
     summary = f"neighbour-label agreement {document['neighbour_label_agreement']:.3f} " \
@@ -175,9 +179,7 @@ def inspect_model(
     channels: Sequence[int] | None = None,
     classes: Sequence[int] | None = None,
     k: int = 5,
-    steps: int = 200,
-    learning_rate: float = 10.0,
-    l2: float = 1e-3,
+    ascent: Mapping[str, float] | None = None,
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = True,
@@ -243,7 +245,7 @@ def inspect_model(
     visualization = None
     if classes is not None or "plain" in metadata.input_gradients:
         started = time.perf_counter()
-        visualization = visualize_classes(session, classes, labels, steps, learning_rate, l2, seed, progress)
+        visualization = visualize_classes(session, classes, labels, ascent or {}, seed, progress)
         seconds["class_visualization"] = time.perf_counter() - started
         pictures["class_visualization"] = plot_class_images(out / "class_visualization.png", visualization, metadata, names)
         pictures["class_scores"] = plot_class_scores(out / "class_scores.png", visualization, names)
@@ -254,7 +256,7 @@ def inspect_model(
         "top1_accuracy": float(np.mean([p in data.accepted(i) for i, p in enumerate(passed.predicted)])),
         "k": k, "neighbour_label_agreement": agreement, "neighbour_label_agreement_chance": chance_label_agreement(labels),
         "trustworthiness": embedding.trustworthiness,
-        **_details(embedding, sample.size, seed, field, patches, data.ids, visualization, steps, learning_rate, l2),
+        **_details(embedding, sample.size, seed, field, patches, data.ids, visualization, ascent or {}),
         "seconds": {key: round(value, 2) for key, value in seconds.items()},
     }
     write_text_atomically(out / "inspect.json", json.dumps(document, indent=1) + "\n")
@@ -262,7 +264,7 @@ def inspect_model(
     return document
 
 
-def _details(embedding, tsne_images, seed, field, patches, ids, visualization, steps, learning_rate, l2) -> dict:
+def _details(embedding, tsne_images, seed, field, patches, ids, visualization, ascent) -> dict:
     """The ``tsne``, ``receptive_field``, ``patches`` and ``class_visualization`` entries of inspect.json."""
     return {
         "tsne": {"images": int(tsne_images), "seed": seed, "perplexity": embedding.perplexity,
@@ -273,7 +275,7 @@ def _details(embedding, tsne_images, seed, field, patches, ids, visualization, s
         "patches": {str(c): [{"image": ids[h.image], "y": h.y, "x": h.x, "activation": h.activation,
                               "box": list(h.box)} for h in hits] for c, hits in patches.items()},
         "class_visualization": None if visualization is None else {
-            "classes": visualization.classes.tolist(), "steps": steps, "learning_rate": learning_rate, "l2": l2,
+            "classes": visualization.classes.tolist(), **ascent,
             "initial_score": visualization.scores[0].tolist(), "final_score": visualization.scores[-1].tolist(),
         },
     }
@@ -296,8 +298,9 @@ def class_names(metadata) -> dict[int, str]:
     return {c: (known[c].split(",")[0] if c < len(known) else f"class {c}") for c in range(metadata.num_classes)}
 
 
-def visualize_classes(session, classes, labels, steps, learning_rate, l2, seed, progress):
-    """Class visualization of ``classes`` (default: the most frequent labels of the set)."""
+def visualize_classes(session, classes, labels, ascent: Mapping[str, float], seed: int, progress: bool):
+    """Class visualization of ``classes`` (default: the most frequent labels of the set); ``ascent``:
+    keyword arguments of :func:`~onnxcam.eval.behaviour.class_visualization`."""
     from functools import partial
 
     from tqdm import tqdm
@@ -308,7 +311,7 @@ def visualize_classes(session, classes, labels, steps, learning_rate, l2, seed, 
         values, counts = np.unique(labels, return_counts=True)
         classes = sorted(values[np.argsort(-counts, kind="stable")][:DEFAULT_CLASSES].tolist())
     bar = partial(tqdm, desc=f"class visualization ({len(classes)} classes)", unit="step", disable=not progress)
-    return class_visualization(session, classes, steps=steps, learning_rate=learning_rate, l2=l2, seed=seed, progress=bar)
+    return class_visualization(session, classes, **ascent, seed=seed, progress=bar)
 
 
 class _ViewCache:
@@ -445,8 +448,9 @@ def plot_class_scores(path, visualization, names) -> str:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4))
+    palette = plt.get_cmap("tab20")
     for i, cls in enumerate(visualization.classes):
-        axis.plot(visualization.scores[:, i], label=names[int(cls)][:20])
+        axis.plot(visualization.scores[:, i], color=palette(i % 20), label=names[int(cls)][:20])
     axis.set_xlabel("ascent step")
     axis.set_ylabel("class score S_c (logit)")
     axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
