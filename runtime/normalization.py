@@ -13,15 +13,18 @@ FLAT_TOLERANCE = 1e-7
 def minmax_normalize(maps: np.ndarray) -> np.ndarray:
     """Scale each map to [0, 1]; a flat (constant) map becomes all zeros, never NaN.
 
-    maps: (N, H, W) float -> (N, H, W) float32. Non-finite values are refused upstream.
+    maps: (N, H, W) float -> (N, H, W) float32. Non-finite values are refused upstream. Three passes
+    over the maps (min, max, one scaled copy clipped in place): this runs on every map of every call.
     """
     maps = maps.astype(np.float32, copy=False)
     low = maps.min(axis=(1, 2), keepdims=True)
-    span = maps.max(axis=(1, 2), keepdims=True) - low
-    magnitude = np.abs(maps).max(axis=(1, 2), keepdims=True)
-    flat = span <= FLAT_TOLERANCE * magnitude
-    scaled = (maps - low) / np.where(flat, 1.0, span)
-    return np.where(flat, 0.0, np.clip(scaled, 0.0, 1.0)).astype(np.float32)
+    high = maps.max(axis=(1, 2), keepdims=True)
+    span = high - low
+    flat = span <= FLAT_TOLERANCE * np.maximum(np.abs(low), np.abs(high))
+    scale = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, span)).astype(np.float32)
+    scaled = np.subtract(maps, low)
+    scaled *= scale
+    return np.clip(scaled, 0.0, 1.0, out=scaled)
 
 
 def zero_nonfinite_maps(maps: np.ndarray) -> np.ndarray:
