@@ -14,6 +14,14 @@ ZOO_ARCHITECTURES = (
     "resnet18", "resnet50", "vgg16", "vit_tiny",
 )
 
+# The built-in targets (onnxcam.export.targets.TARGETS); a user target needs Python.
+TARGET_CHOICES = ("logit", "probability", "segmentation", "detection")
+TARGET_HELP = (
+    "what the gradients differentiate: logit (default), probability (softmax), segmentation (a "
+    "class summed over the input target_mask, for (N, K, H, W) outputs), detection (the score + IoU "
+    "of the detection matching the input target_box, for (boxes, scores) outputs)"
+)
+
 INPUT_GRADIENTS_HELP = (
     "add dy/dinput for backward rules plain, guided, deconvnet (comma-separated): needed by saliency, "
     "guided-backprop, deconvnet, guided-gradcam; the file then computes them on every call"
@@ -31,6 +39,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     from onnxcam.export import export_cam_model
     from onnxcam.export.fused_heatmaps import parse_fused
+    from onnxcam.export.targets import target_by_name
     from onnxcam.export.zoo import build_model, zoo_entry
 
     entry = zoo_entry(args.arch)
@@ -55,20 +64,108 @@ def run_export(args: argparse.Namespace) -> int:
         reshape=entry.reshape,
         fused=parse_fused(args.fused or ""),
         input_gradients=_layer_list(args.input_gradients) or (),
+        target=target_by_name(args.target),
     )
     print(f"wrote {path} (layers: {', '.join(layers)})")
     return 0
 
 
-def run_augment(args: argparse.Namespace) -> int:
-    from onnxcam.export.augment import TokenGrid, augment_classifier
+def _floats(text: str | None, flag: str) -> tuple[float, float, float] | None:
+    """``--mean 0.5,0.5,0.5`` -> (0.5, 0.5, 0.5); ``1/255`` style fractions allowed."""
+    if text is None:
+        return None
+    try:
+        values = tuple(
+            float(a) / float(b) if "/" in part else float(part)
+            for part in text.split(",")
+            for a, _, b in [part.partition("/")]
+        )
+    except ValueError:
+        raise ValueError(f"{flag} takes three numbers R,G,B (e.g. 0.485,0.456,0.406); got {text!r}") from None
+    if len(values) != 3:
+        raise ValueError(f"{flag} takes three numbers R,G,B; got {text!r}")
+    return values
 
+
+def _augment_preprocessing(args: argparse.Namespace, input_shape: tuple[int, ...] | None):
+    """The preprocessing --mean/--std/--channel-order ask for, at the model's input size, or None
+    for augment's default (ImageNet mean/std, RGB)."""
+    from onnxcam.contract import Preprocessing
+    from onnxcam.export.augment import model_input_size
+
+    mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
+    if mean is None and std is None and args.channel_order is None:
+        return None
+    default = Preprocessing()
+    return Preprocessing(
+        input_size=model_input_size(args.model, input_shape=input_shape, input_layout=args.input_layout),
+        mean=mean or default.mean,
+        std=std or default.std,
+        channel_order=args.channel_order or "RGB",
+    )
+
+
+def _input_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--input-shape takes four integers, e.g. 1,224,224,3; got {text!r}") from None
+
+
+def run_augment(args: argparse.Namespace) -> int:
+    from onnxcam.export.augment import (
+        TokenGrid,
+        augment_classifier,
+        candidate_layers,
+        softmax_input,
+    )
+
+    input_shape = _input_shape(args.input_shape)
+    if args.list_layers:
+        candidates = candidate_layers(
+            args.model, logits=args.logits, input_shape=input_shape, input_layout=args.input_layout
+        )
+        for found in candidates:
+            shape = ", ".join(map(str, found.shape))
+            print(f"{found.name}\t{found.op_type}\t({shape})\t{found.layout}")
+        print(f"{len(candidates)} candidate layers (the usual Grad-CAM layer: the last with h, w > 1)", file=sys.stderr)
+        return 0
     layers = _layer_list(args.layer)
+    if not layers or not args.out:
+        raise ValueError("augment needs --layer and --out (or --list-layers to see the candidates)")
+    logits = args.logits
+    if logits is None:
+        logits = softmax_input(args.model)
+        if logits is not None:
+            print(
+                f"note: the first output is a softmax: differentiating its input {logits!r} "
+                "(pass --logits to choose another tensor)",
+                file=sys.stderr,
+            )
     # tokens_to_grid, the only named reshape: prefix tokens dropped, square grid.
     reshape = TokenGrid(prefix_tokens=args.prefix_tokens) if args.reshape else None
-    augment_classifier(args.model, layers, args.out, logits=args.logits, reshape=reshape)
+    preprocessing = _augment_preprocessing(args, input_shape)
+    cam_ready = augment_classifier(
+        args.model, layers, args.out, logits=logits, reshape=reshape, input_shape=input_shape,
+        input_layout=args.input_layout, layout=args.layout, preprocessing=preprocessing,
+        log=lambda line: print(f"note: {line}", file=sys.stderr),
+    )
+    recorded = _recorded_preprocessing(cam_ready)
     print(f"wrote {args.out} (layers: {', '.join(layers)})")
+    print(
+        f"preprocessing recorded: {recorded.layout} {recorded.input_size[0]}x{recorded.input_size[1]}, "
+        f"{recorded.channel_order}, x = (pixel / 255 - mean) / std with mean {recorded.mean}, std {recorded.std}"
+        + ("" if preprocessing else " (ImageNet defaults: pass --mean/--std/--channel-order if the model was trained otherwise)")
+    )
     return 0
+
+
+def _recorded_preprocessing(model):
+    from onnxcam.contract import METADATA_KEY, ModelMetadata
+
+    return ModelMetadata.from_json({p.key: p.value for p in model.metadata_props}[METADATA_KEY]).preprocessing
 
 
 def run_train_synthetic(args: argparse.Namespace) -> int:
@@ -85,7 +182,7 @@ def run_train_synthetic(args: argparse.Namespace) -> int:
     config = TrainingConfig.for_arch(
         args.arch, epochs=args.epochs, images_per_epoch=args.images_per_epoch,
         batch_size=args.batch_size, learning_rate=args.lr, image_size=args.image_size,
-        seed=args.seed, test_images=args.test_images,
+        seed=args.seed, test_images=args.test_images, acol_delta=args.acol_delta, init_from=args.init_from,
     )
     result = train_synthetic_model(config, progress=not args.quiet)
     command = "onnxcam " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
@@ -103,7 +200,7 @@ def run_export_synthetic(args: argparse.Namespace) -> int:
     from onnxcam.export.synthetic_models import export_synthetic_model
 
     input_gradients = _layer_list(args.input_gradients) or ()
-    print(f"wrote {export_synthetic_model(args.checkpoint, args.out, input_gradients)}")
+    print(f"wrote {export_synthetic_model(args.checkpoint, args.out, input_gradients, target=args.target)}")
     return 0
 
 
@@ -173,6 +270,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         help=INPUT_GRADIENTS_HELP,
     )
+    export.add_argument("--target", choices=TARGET_CHOICES, default="logit", help=TARGET_HELP)
     export.set_defaults(func=run_export)
 
     augment = subparsers.add_parser(
@@ -182,9 +280,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "differentiating its graph from the logits back to the named tensor(s).",
     )
     augment.add_argument("model", help="the ONNX classifier")
-    augment.add_argument("--layer", action="append", required=True, help="tensor name(s)")
-    augment.add_argument("--out", required=True, help="the CAM-ready .onnx file to write")
-    augment.add_argument("--logits", help="the logits output (default: the first output)")
+    augment.add_argument(
+        "--layer", action="append",
+        help="tensor name(s), repeatable or comma-separated (--list-layers shows the candidates)",
+    )
+    augment.add_argument("--out", help="the CAM-ready .onnx file to write")
+    augment.add_argument(
+        "--logits",
+        help="the tensor to differentiate (default: the first output, or its input when it is a Softmax)",
+    )
+    augment.add_argument(
+        "--list-layers", action="store_true",
+        help="print the candidate layer tensors (name, op, shape, layout) and exit",
+    )
+    augment.add_argument(
+        "--input-shape", metavar="N,..",
+        help="the input's shape in its own layout where the file leaves it dynamic, e.g. 1,224,224,3 "
+        "(the batch entry is ignored: the batch stays dynamic)",
+    )
+    augment.add_argument(
+        "--input-layout", choices=("auto", "nchw", "nhwc"), default="auto",
+        help="the image input's layout (auto: decided from the graph, and said)",
+    )
+    augment.add_argument(
+        "--layout", choices=("auto", "nchw", "nhwc"), default="auto",
+        help="the layers' layout (auto: decided from the graph, and said); channels-last layers are "
+        "written out as (N, C, h, w)",
+    )
+    augment.add_argument(
+        "--mean", metavar="R,G,B",
+        help="per-channel mean on the pixel/255 scale (default ImageNet's; 0,0,0 for 0-255 models)",
+    )
+    augment.add_argument(
+        "--std", metavar="R,G,B",
+        help="per-channel std on the pixel/255 scale (default ImageNet's; 1/255,1/255,1/255 for 0-255 models)",
+    )
+    augment.add_argument(
+        "--channel-order", choices=("RGB", "BGR"), help="the channel order the model takes (default RGB)"
+    )
     augment.add_argument(
         "--reshape",
         choices=("tokens_to_grid",),
@@ -204,7 +337,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(flatten + FC head: gradient methods only) on freshly generated synthetic images; write the "
         "checkpoint (.pt) and its record (.json, with the held-out test accuracy).",
     )
-    train.add_argument("--arch", required=True, choices=("synthetic_resnet", "synthetic_vgg"))
+    train.add_argument(
+        "--arch", required=True,
+        choices=(
+            "synthetic_resnet", "synthetic_vgg", "synthetic_acol", "synthetic_multilabel",
+            "synthetic_segmenter", "synthetic_detector",
+        ),
+        help="synthetic_acol: ACoL's two erasing branches (docs/detection.md); synthetic_multilabel: "
+        "sigmoid + BCE on the multi-object set",
+    )
     train.add_argument("--out", required=True, help="the checkpoint .pt to write")
     # Defaults: the architecture's recipe (synthetic_models.SYNTHETIC_ARCHITECTURES).
     train.add_argument("--epochs", type=int, help="default: 5 (synthetic_resnet), 4 (synthetic_vgg)")
@@ -216,6 +357,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--image-size", type=int, default=96, help="a multiple of 16")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--test-images", type=int, default=2000, help="held-out images for the test accuracy")
+    train.add_argument(
+        "--acol-delta", type=float,
+        help="synthetic_acol: erase branch B's features where branch A's normalised map is >= this (default 0.6)",
+    )
+    train.add_argument(
+        "--init-from", metavar="CHECKPOINT",
+        help="start from this checkpoint's weights of the same names and shapes (e.g. synthetic_resnet's backbone)",
+    )
     train.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     train.add_argument("--export", metavar="ONNX", help="also export the CAM-ready model here")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -232,6 +381,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--input-gradients",
         action="append",
         help=INPUT_GRADIENTS_HELP,
+    )
+    export_synthetic.add_argument(
+        "--target", choices=TARGET_CHOICES,
+        help=TARGET_HELP + "; default: the architecture's own (segmentation for synthetic_segmenter, "
+        "detection for synthetic_detector, else logit)",
     )
     export_synthetic.set_defaults(func=run_export_synthetic)
 

@@ -52,6 +52,12 @@ def heatmap_name(method: str, weighting: str) -> str:
     return f"heatmap/{method}/{weighting}"
 
 
+ACOL_MAPS = "acol_maps"
+"""Optional output ``(N, K, h, w)``: ACoL's fused class maps (the element-wise max of its two
+branches' min-max normalised maps, Zhang et al. 2018), computed by the model's own forward pass;
+``ModelMetadata.native_maps`` lists it when present."""
+
+
 INPUT_GRADIENT_RULES = ("plain", "guided", "deconvnet")
 """Backward rules through ReLU (and ReLU6) for dy^c/dx: ``plain`` autograd (vanilla saliency),
 ``guided`` (guided backpropagation: gradient passes where the forward input and the incoming
@@ -84,18 +90,27 @@ class ContractError(ValueError):
     """A file or a metadata document does not follow the CAM-ready model contract."""
 
 
+INPUT_LAYOUTS = ("NCHW", "NHWC")
+"""How a model's image input is laid out (``Preprocessing.layout``): channels first, the contract's
+``(N, C, H, W)``, or channels last ``(N, H, W, C)``; maps are ``(N, H, W)`` either way."""
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How decoded RGB uint8 pixels become the model's float input.
 
     ``x = (pixel / 255 - mean) / std`` per channel, after resizing the whole image (no crop) to
-    ``input_size`` = ``(H, W)`` with bilinear interpolation, channels in ``channel_order``.
+    ``input_size`` = ``(H, W)`` with bilinear interpolation, channels in ``channel_order``, the
+    batch laid out as ``layout`` says: ``"NCHW"`` (the contract's ``(N, C, H, W)``) or ``"NHWC"``
+    (channels last, as models converted from TensorFlow take them). A model that takes 0-255
+    pixels has mean 0 and std 1/255.
     """
 
     input_size: tuple[int, int] = (224, 224)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     channel_order: str = "RGB"
+    layout: str = "NCHW"  # added after version 1 shipped: absent from older files
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
@@ -104,6 +119,7 @@ class Preprocessing:
             mean=tuple(float(v) for v in data["mean"]),
             std=tuple(float(v) for v in data["std"]),
             channel_order=str(data["channel_order"]),
+            layout=str(data.get("layout", "NCHW")),
         )
 
 
@@ -191,6 +207,7 @@ class ModelMetadata:
     # Optional parts, added after version 1 shipped: absent from older files, hence the defaults.
     fused: tuple[FusedHeatmap, ...] = ()
     input_gradients: tuple[str, ...] = ()
+    native_maps: tuple[str, ...] = ()  # outputs (N, K, h, w) of class maps the model computes itself
     target: TargetInfo = field(default_factory=TargetInfo)
 
     def fused_heatmap(self, method: str, weighting: str, layer: str) -> FusedHeatmap | None:
@@ -245,6 +262,7 @@ class ModelMetadata:
                     for f in data.get("fused", ())
                 ),
                 input_gradients=tuple(str(rule) for rule in data.get("input_gradients", ())),
+                native_maps=tuple(str(name) for name in data.get("native_maps", ())),
                 target=TargetInfo.from_dict(data.get("target") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:

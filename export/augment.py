@@ -39,8 +39,19 @@ from onnxcam.contract import (
     cam_weights_name,
     gradients_name,
 )
+from onnxcam.export.augment_shapes import (
+    CHANNELS_LAST,
+    LAYOUT_CHOICES,
+    REEXPORT_WITH_DYNAMIC_BATCH,
+    Log,
+    decide_input_layout,
+    decide_layer_layout,
+    fix_input_shape,
+    measure_unknown_shapes,
+    spatial_axes,
+)
 from onnxcam.export.per_layer import option_per_layer
-from onnxcam.export.vjp import RULES, BackwardBuilder, UnsupportedOpError
+from onnxcam.export.vjp import FLOAT_TYPES, RULES, BackwardBuilder, UnsupportedOpError
 from onnxcam.graph import (
     DEFAULT_DOMAINS,
     GraphIndex,
@@ -55,13 +66,22 @@ from onnxcam.graph import (
     tensor_names,
 )
 
-__all__ = ["TOKENS_TO_GRID", "TokenGrid", "UnsupportedOpError", "augment_classifier"]
+__all__ = [
+    "TOKENS_TO_GRID",
+    "LayerCandidate",
+    "TokenGrid",
+    "UnsupportedOpError",
+    "augment_classifier",
+    "candidate_layers",
+    "model_input_size",
+    "softmax_input",
+]
 
 # The rules assume opset 13 semantics or later (axes/split/pads as inputs, single-axis Softmax).
 MIN_OPSET = 13
-_FLOATS = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
-# Ops allowed between the pooled vector and the linear head for the CAM-weights pattern.
-_PASS_THROUGH = {"Flatten", "Reshape", "Squeeze", "Identity", "Dropout"}
+# Ops allowed between the pooled vector and the linear head for the CAM-weights pattern (converters
+# add float-to-float Casts there).
+_PASS_THROUGH = {"Flatten", "Reshape", "Squeeze", "Identity", "Dropout", "Cast"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +114,57 @@ class TokenGrid:
 TOKENS_TO_GRID = TokenGrid()
 
 
+@dataclass(frozen=True)
+class LayerCandidate:
+    """A tensor ``augment`` can explain: its name, the op type that writes it, its shape after the
+    batch as the graph holds it, and its layout (``NCHW`` or ``NHWC``, decided from the graph)."""
+
+    name: str
+    op_type: str
+    shape: tuple[int, ...]
+    layout: str
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A classifier ready to differentiate: contract names in place, input fixed, every tensor typed."""
+
+    proto: onnx.ModelProto
+    arch: str | None
+    renamed: dict[str, str]
+    preprocessing: Preprocessing
+    types: dict[str, TensorType]
+    batch: str
+    num_classes: int
+
+
+def _prepare(
+    model: str | os.PathLike | onnx.ModelProto,
+    targets: Sequence[str],
+    logits: str | None,
+    preprocessing: Preprocessing | None,
+    input_shape: Sequence[int] | None,
+    input_layout: str,
+    log: Log,
+) -> _Prepared:
+    proto, arch = _load(model)
+    graph = proto.graph
+    image = _image_input(graph)
+    logits_name = logits if logits is not None else graph.output[0].name
+    known, fixed = tensor_names(graph), constants(graph)
+    for name in (logits_name, *targets):
+        _check_tensor(name, known, fixed)
+    if logits_name == image.name:
+        raise ValueError(f"the logits {logits_name!r} are the model's input")
+    renamed = _rename_contract_tensors(graph, image.name, logits_name, known)
+    layout = decide_input_layout(graph, GraphIndex(graph), input_layout, log)
+    preprocessing, run_shape = fix_input_shape(graph, preprocessing, input_shape, layout)
+    _reset_outputs(graph)
+    types = measure_unknown_shapes(proto, _infer_types(proto), run_shape, log)
+    batch, num_classes = _check_logits(types)
+    return _Prepared(proto, arch, renamed, preprocessing, types, batch, num_classes)
+
+
 def augment_classifier(
     model: str | os.PathLike | onnx.ModelProto,
     layers: str | Sequence[str],
@@ -102,20 +173,36 @@ def augment_classifier(
     logits: str | None = None,
     preprocessing: Preprocessing | None = None,
     reshape: TokenGrid | Mapping[str, TokenGrid] | None = None,
+    input_shape: Sequence[int] | None = None,
+    input_layout: str = "auto",
+    layout: str | Mapping[str, str] = "auto",
+    log: Log | None = None,
 ) -> onnx.ModelProto:
     """Make an ONNX classifier CAM-ready by differentiating its graph.
 
-    ``model``: a path or a ``ModelProto`` (left untouched) with one image input ``(N, C, H, W)``
-    float32. ``layers``: the ONNX tensor name(s) to explain; outputs are named after them
-    (``activations/<name>``, ``gradients/<name>``). ``logits``: the tensor differentiated, by
-    default the classifier's first output (name the pre-softmax tensor of a model that outputs
-    probabilities). The image input is renamed ``input`` and the logits ``logits``; other outputs of
-    the classifier are dropped. A static batch size becomes symbolic; dynamic ``H, W`` are fixed to
-    ``preprocessing.input_size`` (default :class:`Preprocessing`, whose size defaults to the model's
-    static ``H, W``). Models below opset 13 are converted to opset 13, the others keep their opset.
+    ``model``: a path or a ``ModelProto`` (left untouched) with one float32 image input, ``(N, C,
+    H, W)`` or channels last ``(N, H, W, C)``. ``layers``: the ONNX tensor name(s) to explain;
+    outputs are named after them (``activations/<name>``, ``gradients/<name>``). ``logits``: the
+    tensor differentiated, by default the classifier's first output (name the pre-softmax tensor of
+    a model that outputs probabilities: :func:`softmax_input`). The image input is renamed ``input``
+    and the logits ``logits``; other outputs of the classifier are dropped. A static batch size
+    becomes symbolic. Models below opset 13 are converted to opset 13, the others keep their opset.
+
+    ``input_layout``: ``"auto"`` (decided from the graph: a ``Transpose`` to channels-first after
+    the input, a Conv reading it, else its shape), ``"nchw"`` or ``"nhwc"``; recorded as
+    ``preprocessing.layout``, which ``CamSession.explain`` feeds. ``input_shape``: the input's whole
+    shape in its layout (batch entry ignored) where the file leaves C, H or W dynamic; otherwise
+    the model's static sizes, else ``preprocessing.input_size``. ``preprocessing`` (default: ImageNet
+    mean/std, RGB, at the model's size) is recorded with that size and layout. Tensor shapes ONNX
+    inference cannot follow are measured by one ONNX Runtime run on zeros of the input's size.
+
+    ``layout``: the target layers' layout, ``"auto"`` (decided per layer from the graph),
+    ``"nchw"`` or ``"nhwc"`` (or one per layer name); a channels-last layer's activations and
+    gradients are transposed to the contract's ``(N, C, h, w)`` inside the graph.
     ``reshape``: a :class:`TokenGrid` for every target, or one per target name, for token layers
     ``(N, T, C)`` (ViTs): the tokens are differentiated and both outputs reshaped to ``(N, C, h, w)``,
-    as ``export_cam_model``'s ``reshape=`` does (such layers have no ``cam_weights``).
+    as ``export_cam_model``'s ``reshape=`` does (such layers have no ``cam_weights``). ``log``
+    receives one line per decision made for the caller (layouts, measured shapes).
 
     The graph resolves ``class_index`` = ``TOP1_CLASS`` (any negative value) to the argmax of its
     own logits, seeds ``onehot(class_index) @ logits`` and writes dy^c/dA for every target A.
@@ -127,37 +214,33 @@ def augment_classifier(
     >>> cam_ready = augment_classifier("resnet.onnx", "/layer4/layer4.1/relu_1/Relu_output_0",
     ...                                "resnet_cam.onnx")  # doctest: +SKIP
     """
-    proto, arch = _load(model)
+    log = log or (lambda line: None)
     targets = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))
     if not targets:
         raise ValueError("no target layer given")
+    prepared = _prepare(model, targets, logits, preprocessing, input_shape, input_layout, log)
+    proto, types, batch = prepared.proto, prepared.types, prepared.batch
     graph = proto.graph
-    image = _image_input(graph)
-    logits_name = logits if logits is not None else graph.output[0].name
-    known, fixed = tensor_names(graph), constants(graph)
-    for name in (logits_name, *targets):
-        _check_tensor(name, known, fixed)
-    if logits_name == image.name:
-        raise ValueError(f"the logits {logits_name!r} are the model's input")
-
-    renamed = _rename_contract_tensors(graph, image.name, logits_name, known)
-    targets_in_graph = {target: renamed.get(target, target) for target in targets}
-    preprocessing = _fix_input_shape(graph.input, preprocessing)
-    _reset_outputs(graph)
-    types = _infer_types(proto)
-    batch, num_classes = _check_logits(types)
+    targets_in_graph = {target: prepared.renamed.get(target, target) for target in targets}
 
     grids = option_per_layer(reshape, targets, "reshape")
+    forward = GraphIndex(graph, types)
+    layouts = {
+        target: _layer_layout(forward, target, tensor, option, prepared.preprocessing.layout, log)
+        for (target, tensor), option in zip(
+            targets_in_graph.items(), option_per_layer(layout, targets, "layout").values()
+        )
+        if target not in grids
+    }
     shapes = {
-        target: _layer_shape(target, types.get(tensor, TensorType(0, None)), grids.get(target))
+        target: _layer_shape(target, types.get(tensor, TensorType(0, None)), grids.get(target), layouts.get(target))
         for target, tensor in targets_in_graph.items()
     }
-    forward = GraphIndex(graph, types)
     builder = BackwardBuilder(default_opset(proto), forward)
     region, on_path = _differentiated_region(graph, set(targets_in_graph.values()), types)
-    grads = _pull_back(builder, region, on_path, _seed(builder, num_classes))
+    grads = _pull_back(builder, region, on_path, _seed(builder, prepared.num_classes))
 
-    outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, [batch, num_classes])]
+    outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, [batch, prepared.num_classes])]
     layer_infos = []
     for target, tensor in targets_in_graph.items():
         shape = shapes[target]
@@ -167,7 +250,11 @@ def augment_classifier(
             activations = _tokens_to_grid(builder, activations, grids[target], shape)
             gradients = _tokens_to_grid(builder, gradients, grids[target], shape)
         else:
-            pooled = _cam_weights_source(forward, tensor)
+            pooled = _cam_weights_source(forward, tensor, layouts[target])
+            if layouts[target] == CHANNELS_LAST:
+                builder.scope = "channels_first"
+                activations = builder.op("Transpose", activations, perm=[0, 3, 1, 2])
+                gradients = builder.op("Transpose", gradients, perm=[0, 3, 1, 2])
         named = [(activations_name(target), activations, shape), (gradients_name(target), gradients, shape)]
         if pooled is not None:
             named.append((cam_weights_name(target), grads[pooled], shape[:1]))
@@ -185,9 +272,9 @@ def augment_classifier(
 
     metadata = ModelMetadata(
         layers=tuple(layer_infos),
-        num_classes=num_classes,
-        preprocessing=preprocessing,
-        arch=arch,
+        num_classes=prepared.num_classes,
+        preprocessing=prepared.preprocessing,
+        arch=prepared.arch,
         exporter={"onnxcam": onnxcam.__version__, "onnx": onnx.__version__},
     )
     set_metadata_prop(proto, METADATA_KEY, metadata.to_json())
@@ -197,6 +284,72 @@ def augment_classifier(
     if out_path is not None:
         write_atomically(out_path, lambda temporary: onnx.save(proto, temporary))
     return proto
+
+
+def softmax_input(model: str | os.PathLike | onnx.ModelProto) -> str | None:
+    """The input of the ``Softmax`` (or ``LogSoftmax``) that writes the model's first output (through
+    Identity or Cast nodes), the
+    scores to differentiate for a model that outputs probabilities; None when it is no softmax."""
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(os.fspath(model), load_external_data=False)
+    graph = proto.graph
+    producers = GraphIndex(graph).producers
+    producer = producers.get(graph.output[0].name)
+    # Converters end with an Identity (Paddle2ONNX) or a Cast after the softmax.
+    while producer is not None and producer.op_type in ("Identity", "Cast"):
+        producer = producers.get(producer.input[0])
+    if producer is None or producer.op_type not in ("Softmax", "LogSoftmax"):
+        return None
+    return producer.input[0]
+
+
+def model_input_size(
+    model: str | os.PathLike | onnx.ModelProto, *, input_shape: Sequence[int] | None = None, input_layout: str = "auto"
+) -> tuple[int, int]:
+    """The ``(H, W)`` the model takes: ``input_shape``'s, else its input's static size (ValueError
+    naming the unknown axis and ``--input-shape`` otherwise). For a :class:`Preprocessing` of the
+    model's own size."""
+    proto, _ = _load(model)
+    graph = proto.graph
+    _rename(graph, _image_input(graph).name, INPUT)
+    layout = decide_input_layout(graph, GraphIndex(graph), input_layout, lambda line: None)
+    preprocessing, _ = fix_input_shape(graph, None, input_shape, layout)
+    return preprocessing.input_size
+
+
+def candidate_layers(
+    model: str | os.PathLike | onnx.ModelProto,
+    *,
+    logits: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    input_layout: str = "auto",
+) -> list[LayerCandidate]:
+    """The tensors ``layers=`` can name, in graph order: float maps ``(N, C, h, w)`` or ``(N, h,
+    w, C)`` between the input and the logits, with their shape and layout (the usual Grad-CAM layer
+    is the last one with h, w > 1). Arguments as :func:`augment_classifier`."""
+    prepared = _prepare(model, [], logits, None, input_shape, input_layout, lambda line: None)
+    graph, types = prepared.proto.graph, prepared.types
+    original = {new: old for old, new in prepared.renamed.items()}
+    index = GraphIndex(graph, types)
+    _, on_path = _differentiated_path(graph, {INPUT}, types)
+    found = []
+    for node in graph.node:
+        for name in node.output:
+            dims = types[name].dims if name in types else None
+            if name not in on_path or dims is None or len(dims) != 4 or types[name].elem_type not in FLOAT_TYPES:
+                continue
+            layout, _ = decide_layer_layout(index, name, prepared.preprocessing.layout)
+            found.append(LayerCandidate(original.get(name, name), node.op_type, tuple(dims[1:]), layout))
+    return found
+
+
+def _layer_layout(forward: GraphIndex, target: str, tensor: str, option: str, input_layout: str, log: Log) -> str:
+    if option.lower() not in LAYOUT_CHOICES:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUT_CHOICES)}; got {option!r}")
+    if option.lower() != "auto":
+        return option.upper()
+    layout, why = decide_layer_layout(forward, tensor, input_layout)
+    log(f"layer {target!r}: {layout} (auto: {why}; --layout / layout= overrides)")
+    return layout
 
 
 # -- loading and validating -------------------------------------------------------------------------
@@ -226,7 +379,7 @@ def _image_input(graph: onnx.GraphProto) -> onnx.ValueInfoProto:
         )
     tensor_type = inputs[0].type.tensor_type
     if tensor_type.elem_type != TensorProto.FLOAT or len(tensor_type.shape.dim) != 4:
-        raise ValueError(f"the input {inputs[0].name!r} must be float32 (N, C, H, W)")
+        raise ValueError(f"the input {inputs[0].name!r} must be float32 (N, C, H, W) or (N, H, W, C)")
     return inputs[0]
 
 
@@ -235,8 +388,12 @@ def _check_tensor(name: str, known: set[str], constants: dict[str, np.ndarray]) 
         raise ValueError(f"{name!r} is a constant of the model: it has no gradient")
     if name not in known:
         close = difflib.get_close_matches(name, sorted(known), n=5, cutoff=0.5)
+        close += [t for t in sorted(known) if name in t and t not in close][: 5 - len(close)]
         hint = f"; close matches: {', '.join(map(repr, close))}" if close else ""
-        raise ValueError(f"the model has no tensor named {name!r}{hint}")
+        raise ValueError(
+            f"the model has no tensor named {name!r}{hint} (layers are ONNX tensor names, not module "
+            "names: `onnxcam augment MODEL --list-layers` lists them with their shapes)"
+        )
 
 
 def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
@@ -274,26 +431,6 @@ def _rename_contract_tensors(
     return renamed
 
 
-def _fix_input_shape(inputs, preprocessing: Preprocessing | None) -> Preprocessing:
-    """Make the batch symbolic and H, W static (the window rules need static spatial shapes)."""
-    dims = next(i for i in inputs if i.name == INPUT).type.tensor_type.shape.dim
-    if not dims[0].dim_param:
-        dims[0].Clear()
-        dims[0].dim_param = "N"
-    static = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims[2:])
-    if preprocessing is None:
-        default = Preprocessing().input_size
-        preprocessing = Preprocessing(input_size=tuple(s or d for s, d in zip(static, default)))
-    for dim, fixed, size in zip(dims[2:], static, preprocessing.input_size):
-        if fixed is not None and fixed != size:
-            raise ValueError(
-                f"the model takes {static} images, preprocessing says {preprocessing.input_size}"
-            )
-        dim.Clear()
-        dim.dim_value = size
-    return preprocessing
-
-
 def _reset_outputs(graph: onnx.GraphProto) -> None:
     # The CAM-ready outputs replace the classifier's; stale inferred shapes could contradict the
     # shapes just fixed, so value_info is inferred afresh.
@@ -319,19 +456,20 @@ def _check_logits(types: dict[str, TensorType]) -> tuple[str, int]:
     if isinstance(logits.dims[0], int):
         raise ValueError(
             f"the logits' batch dimension is {logits.dims[0]!r}, not the input's {batch!r}: the batch "
-            "size is baked into the graph (re-export it with a dynamic batch)"
+            f"size is baked into the graph. The model must be {REEXPORT_WITH_DYNAMIC_BATCH}"
         )
     return batch, logits.dims[1]
 
 
 def _layer_shape(
-    target: str, tensor_type: TensorType, grid: TokenGrid | None
+    target: str, tensor_type: TensorType, grid: TokenGrid | None, layout: str | None
 ) -> tuple[int, int, int]:
-    """``(C, h, w)`` of the layer's outputs: its own for a map, the grid's for tokens."""
+    """``(C, h, w)`` of the layer's outputs: its own for a map (channels last or not), the grid's
+    for tokens."""
     dims = tensor_type.dims
     rank = 3 if grid is not None else 4
-    if tensor_type.elem_type not in _FLOATS or dims is None or len(dims) != rank:
-        expected = "(N, T, C) token" if grid is not None else "(N, C, h, w)"
+    if tensor_type.elem_type not in FLOAT_TYPES or dims is None or len(dims) != rank:
+        expected = "(N, T, C) token" if grid is not None else "(N, C, h, w) or (N, h, w, C)"
         hint = "" if grid is not None else " (token layers need reshape=TokenGrid(...))"
         raise ValueError(
             f"layer {target!r} must be a float {expected} tensor, shape inference gives {dims}{hint}"
@@ -339,7 +477,7 @@ def _layer_shape(
     if not all(isinstance(d, int) for d in dims[1:]):
         raise ValueError(f"layer {target!r} has no static shape after the batch: {dims}")
     if grid is None:
-        return tuple(dims[1:])
+        return (dims[3], dims[1], dims[2]) if layout == CHANNELS_LAST else tuple(dims[1:])
     tokens, channels = dims[1:]
     return (channels, *grid.grid_shape(target, tokens))
 
@@ -362,24 +500,32 @@ def _tokens_to_grid(
 # -- differentiation ---------------------------------------------------------------------------------
 
 
+def _differentiated_path(
+    graph: onnx.GraphProto, sources: set[str], types: dict[str, TensorType]
+) -> tuple[set[str], set[str]]:
+    """``(feeds_logits, on_path)``: every tensor the logits depend on, and the float tensors among
+    them that depend on one of ``sources``."""
+    depends = set(sources)
+    for node in graph.node:
+        if any(name in depends for name in node.input):
+            # Integer and boolean tensors (shapes, indices, masks) carry no gradient.
+            depends.update(o for o in node.output if o and _elem_type(types, o) in FLOAT_TYPES)
+    feeds_logits = {LOGITS}
+    for node in reversed(graph.node):
+        if any(name in feeds_logits for name in node.output):
+            feeds_logits.update(node.input)
+    return feeds_logits, depends & feeds_logits
+
+
 def _differentiated_region(
     graph: onnx.GraphProto, targets: set[str], types: dict[str, TensorType]
 ) -> tuple[list[onnx.NodeProto], set[str]]:
     """The nodes between the targets and the logits (topological order) and the float tensors that
     depend on a target; raises UnsupportedOpError for every such node without a rule."""
-    depends = set(targets)
-    for node in graph.node:
-        if any(name in depends for name in node.input):
-            # Integer and boolean tensors (shapes, indices, masks) carry no gradient.
-            depends.update(o for o in node.output if o and _elem_type(types, o) in _FLOATS)
-    feeds_logits = {LOGITS}
-    for node in reversed(graph.node):
-        if any(name in feeds_logits for name in node.output):
-            feeds_logits.update(node.input)
+    feeds_logits, on_path = _differentiated_path(graph, targets, types)
     for target in targets:
         if target not in feeds_logits:
             raise ValueError(f"the logits do not depend on {target!r}")
-    on_path = depends & feeds_logits
     region = [node for node in graph.node if any(o in on_path for o in node.output)]
     missing = [
         (node.op_type, node_label(node))
@@ -435,16 +581,19 @@ def _pull_back(
     return total
 
 
-def _cam_weights_source(forward: GraphIndex, tensor: str) -> str | None:
-    """The (N, C) input of the linear head when ``tensor`` -> global average pool -> (flatten) ->
+def _cam_weights_source(forward: GraphIndex, tensor: str, layout: str) -> str | None:
+    """The (N, C) input of the linear head when ``tensor`` -> global average pool (over the
+    ``layout``'s spatial axes) -> (flatten, float casts) ->
     Gemm/MatMul (+Add) -> logits is the only path to the logits: its gradient is then the
     classifier row w^c, which is what CAM multiplies the activations with."""
 
     def only_consumer(name: str) -> onnx.NodeProto | None:
-        return forward.only_consumer(name) if name != LOGITS else None
+        # Shape and Size read no values (a dynamic flatten reads the pooled tensor's shape).
+        readers = [n for n in forward.consumers.get(name, []) if n.op_type not in ("Shape", "Size")]
+        return readers[0] if len(readers) == 1 and name != LOGITS else None
 
     pool = only_consumer(tensor)
-    if pool is None or not _is_global_average(pool, forward.constants):
+    if pool is None or not _is_global_average(pool, forward.constants, spatial_axes(layout)):
         return None
     current, node = pool.output[0], only_consumer(pool.output[0])
     while node is not None and node.op_type in _PASS_THROUGH:
@@ -462,14 +611,14 @@ def _cam_weights_source(forward: GraphIndex, tensor: str) -> str | None:
     return current if dims is not None and len(dims) == 2 else None
 
 
-def _is_global_average(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> bool:
+def _is_global_average(node: onnx.NodeProto, constants: dict[str, np.ndarray], spatial: tuple[int, int]) -> bool:
     if node.op_type == "GlobalAveragePool":
-        return True
+        return spatial == (2, 3)
     if node.op_type != "ReduceMean":
         return False
     axes_name = optional_input(node, 1)
     axes = constants.get(axes_name) if axes_name else attribute(node, "axes")
-    return axes is not None and sorted(int(a) % 4 for a in axes) == [2, 3]
+    return axes is not None and sorted(int(a) % 4 for a in np.asarray(axes).ravel()) == list(spatial)
 
 
 # -- finishing --------------------------------------------------------------------------------------

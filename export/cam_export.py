@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -120,6 +121,7 @@ def export_cam_model(
     fused: Sequence[tuple[str, str]] = (),
     max_pool_gradient: str = "scatter",
     target: Target | None = None,
+    input_layout: str = "nchw",
 ) -> Path:
     """Write the CAM-ready ONNX model of ``model`` for ``target_layers`` to ``path``.
 
@@ -155,6 +157,10 @@ def export_cam_model(
             (default), ``ClassProbability()``, ``SegmentationRegion()`` (adds the input
             ``target_mask``), ``DetectionBoxScore()`` (adds ``target_box``) or a ``UserTarget``.
             Recorded in the metadata; CAM weights are exported for the logit only.
+        input_layout: ``"nchw"`` or ``"nhwc"`` for a model that takes channels-last input
+            ``(N, H, W, C)`` (``example_input`` then has that shape); recorded as
+            ``preprocessing.layout``, so ``CamSession.explain`` takes batches in that layout and
+            preprocesses photos into it.
 
     Returns:
         ``path`` as a Path.
@@ -167,10 +173,13 @@ def export_cam_model(
     """
     if isinstance(target_layers, str):
         target_layers = [target_layers]
+    if input_layout.lower() not in ("nchw", "nhwc"):
+        raise ValueError(f"input_layout must be 'nchw' or 'nhwc'; got {input_layout!r}")
+    channels_last = input_layout.lower() == "nhwc"
     if example_input.ndim != 4 or example_input.dtype != torch.float32:
         raise ValueError(
-            f"example_input must be float32 (N, C, H, W); got {example_input.dtype} "
-            f"{tuple(example_input.shape)}"
+            f"example_input must be float32 {'(N, H, W, C)' if channels_last else '(N, C, H, W)'}; "
+            f"got {example_input.dtype} {tuple(example_input.shape)}"
         )
     model = model.eval()
     layers = resolve_layers(model, target_layers)
@@ -180,7 +189,7 @@ def export_cam_model(
     target = target or ClassLogit()
     shapes, heads, model_outputs = _probe_layers(model, layers, example, reshapes, target)
     num_classes = target.num_classes(model_outputs)
-    height, width = (int(v) for v in example.shape[2:])
+    height, width = (int(v) for v in (example.shape[1:3] if channels_last else example.shape[2:]))
     target_info = target.info(model_outputs, (height, width))
     example_target_inputs = target.example_inputs(model_outputs, (height, width))
     if class_labels is not None and len(class_labels) != num_classes:
@@ -230,7 +239,9 @@ def export_cam_model(
             for name in layers
         ),
         num_classes=num_classes,
-        preprocessing=preprocessing or Preprocessing(input_size=(height, width)),
+        preprocessing=dataclasses.replace(
+            preprocessing or Preprocessing(input_size=(height, width)), layout=input_layout.upper()
+        ),
         arch=arch,
         class_labels=tuple(class_labels) if class_labels is not None else None,
         exporter=_exporter_versions(),

@@ -14,17 +14,23 @@ class InputError(ValueError):
     """An input to ``explain`` is not what the model takes; the message says what was expected."""
 
 
-def check_batch(batch: np.ndarray, channels: int, size: tuple[int, int]) -> np.ndarray:
-    """Validate a preprocessed batch. batch: float32 (N, C, H, W) with C, H, W those of the model."""
+def check_batch(batch: np.ndarray, channels: int, size: tuple[int, int], layout: str = "NCHW") -> np.ndarray:
+    """Validate a preprocessed batch. batch: float32 in the model's ``layout``, ``(N, C, H, W)``
+    (``"NCHW"``) or ``(N, H, W, C)`` (``"NHWC"``), with C, H, W those of the model."""
+    channels_last = layout == "NHWC"
+    described = "(N, H, W, C)" if channels_last else "(N, C, H, W)"
     if batch.dtype != np.float32:
         raise InputError(
-            f"a preprocessed batch must be float32 (N, C, H, W); got dtype {batch.dtype} "
+            f"a preprocessed batch must be float32 {described}; got dtype {batch.dtype} "
             "(pass decoded uint8 images as a list of (H, W, 3) arrays to have them preprocessed)"
         )
-    expected = (channels, *size)
+    expected = (*size, channels) if channels_last else (channels, *size)
     if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
-        channels_last = batch.ndim == 4 and tuple(batch.shape[1:]) == (*size, channels)
-        hint = " (channels last: transpose with batch.transpose(0, 3, 1, 2))" if channels_last else ""
+        other = (channels, *size) if channels_last else (*size, channels)
+        in_other = batch.ndim == 4 and tuple(batch.shape[1:]) == other
+        transpose = "batch.transpose(0, 2, 3, 1)" if channels_last else "batch.transpose(0, 3, 1, 2)"
+        which = "channels first" if channels_last else "channels last"
+        hint = f" ({which}: transpose with {transpose})" if in_other else ""
         raise InputError(
             f"batch has shape {tuple(batch.shape)}; this model takes (N, {', '.join(map(str, expected))}){hint}"
         )
@@ -36,8 +42,19 @@ def check_batch(batch: np.ndarray, channels: int, size: tuple[int, int]) -> np.n
     return np.ascontiguousarray(batch)
 
 
+def channels_first(batch: np.ndarray, layout: str) -> np.ndarray:
+    """A batch in the model's ``layout`` as ``(N, C, H, W)``, the layout methods compute in."""
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if layout == "NHWC" else batch
+
+
+def model_layout(batch: np.ndarray, layout: str) -> np.ndarray:
+    """A ``(N, C, H, W)`` batch in the model's ``layout``, what its ``input`` is fed."""
+    return np.ascontiguousarray(batch.transpose(0, 2, 3, 1)) if layout == "NHWC" else batch
+
+
 def preprocess_images(images: Sequence[np.ndarray], preprocessing: Preprocessing) -> np.ndarray:
-    """Decoded RGB uint8 images (each (H_i, W_i, 3)) -> float32 (N, 3, H, W) model inputs.
+    """Decoded RGB uint8 images (each (H_i, W_i, 3)) -> float32 model inputs in the model's
+    layout: (N, 3, H, W), or (N, H, W, 3) where ``preprocessing.layout`` is ``"NHWC"``.
 
     Each whole image is resized (bilinear, no crop) to the model's input size, so a map at the
     model's resolution lines up with the whole photo.
@@ -59,7 +76,7 @@ def preprocess_images(images: Sequence[np.ndarray], preprocessing: Preprocessing
             image = image[..., ::-1]
         resized = resize_image(image, preprocessing.input_size) / 255.0
         batch[i] = np.moveaxis((resized - mean) / std, -1, 0)
-    return batch
+    return model_layout(batch, preprocessing.layout)
 
 
 def class_index_array(class_index: int | Sequence[int] | np.ndarray | None, n: int, num_classes: int) -> np.ndarray:

@@ -25,8 +25,10 @@ from onnxcam.runtime.graph_cuts import extract_model
 from onnxcam.runtime.io_binding import run_bound
 from onnxcam.runtime.inputs import (
     InputError,
+    channels_first,
     check_batch,
     class_index_array,
+    model_layout,
     preprocess_images,
 )
 from onnxcam.runtime.methods import CamMethod, LayerOutputs, MethodContext, get_method
@@ -272,7 +274,8 @@ class CamSession:
                 if heatmap is not None:
                     fused[weighting] = heatmap.output
         names = list(dict.fromkeys(names + list(fused.values())))
-        feeds = {INPUT: batch, CLASS_INDEX: index, **target_inputs}
+        layout = self.metadata.preprocessing.layout
+        feeds = {INPUT: model_layout(batch, layout), CLASS_INDEX: index, **target_inputs}
         fetched = dict(zip(names, self.run(names, feeds)))
         logits = fetched[LOGITS]
         if TARGET_CLASS in fetched:
@@ -286,7 +289,7 @@ class CamSession:
                 activations=fetched[layer.activations],
                 gradients=fetched.get(layer.gradients),
                 cam_weights=fetched.get(layer.cam_weights),
-                input_gradients=fetched.get(input_gradients_name(method.input_gradient_rule))
+                input_gradients=channels_first(fetched[input_gradients_name(method.input_gradient_rule)], layout)
                 if method.input_gradient_rule
                 else None,
                 native_maps=fetched.get(method.native_maps) if method.native_maps else None,
@@ -307,11 +310,13 @@ class CamSession:
         return maps, logits, explained, fetched.get(TARGET_SCORE)
 
     def prepare(self, images: Images) -> tuple[np.ndarray, list[tuple[int, int]] | None]:
-        """The model's float32 (N, C, H, W) input for ``images`` and, for decoded images, their sizes."""
+        """The model's float32 input for ``images`` as (N, C, H, W) (the methods' layout, whatever
+        the model's ``preprocessing.layout``) and, for decoded images, their sizes."""
         preprocessing = self.metadata.preprocessing
+        layout = preprocessing.layout
         if isinstance(images, np.ndarray) and images.ndim == 4 and images.dtype != np.uint8:
             channels = len(preprocessing.mean)
-            return check_batch(images, channels, preprocessing.input_size), None
+            return channels_first(check_batch(images, channels, preprocessing.input_size, layout), layout), None
         if isinstance(images, np.ndarray) and images.ndim == 3:
             raise InputError(
                 f"got one array of shape {images.shape}; pass a batch (N, C, H, W) float32 or a "
@@ -319,7 +324,7 @@ class CamSession:
             )
         images = list(images)
         sizes = [tuple(np.asarray(image).shape[:2]) for image in images]
-        return preprocess_images(images, preprocessing), sizes
+        return channels_first(preprocess_images(images, preprocessing), layout), sizes
 
     def explain(
         self,
@@ -337,8 +342,9 @@ class CamSession:
         """Class activation maps for ``images``.
 
         Args:
-            images: a float32 ``(N, C, H, W)`` batch already preprocessed for the model (maps are
-                then ``(N, H, W)``), or a list of decoded RGB uint8 ``(H, W, 3)`` images, which are
+            images: a float32 batch already preprocessed for the model, in its own layout
+                (``(N, C, H, W)``, or ``(N, H, W, C)`` where ``metadata.preprocessing.layout`` is
+                ``"NHWC"``; maps are then ``(N, H, W)``), or a list of decoded RGB uint8 ``(H, W, 3)`` images, which are
                 preprocessed from the model's metadata (maps then come at each image's own size).
             method: a name in ``onnxcam.runtime.methods.METHODS`` (``"cam"``, ``"gradcam"``,
                 ``"gradcam++"``, ``"scorecam"``, ...) or a configured method instance such as
@@ -391,6 +397,12 @@ class CamSession:
         SVD) is done once; only the weighted sums differ. Arguments as :meth:`explain`.
         """
         cam_method = get_method(method)
+        if self.metadata.preprocessing.layout != "NCHW" and not cam_method.single_pass:
+            raise ValueError(
+                f"method {cam_method.name!r} runs extra forward passes, which onnxcam feeds (N, C, H, W) "
+                f"only; {self.path.name} takes {self.metadata.preprocessing.layout} input: use a "
+                "single-pass method (gradcam, gradcam++, xgradcam, hirescam, layercam, cam)"
+            )
         weightings = tuple(dict.fromkeys(weightings))
         if not weightings:
             raise ValueError("weightings is empty; name at least one")

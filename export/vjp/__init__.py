@@ -8,7 +8,7 @@ emitting plain ONNX nodes through a :class:`BackwardBuilder`, which names every 
 ``onnxcam/grad/<op type>/<n>`` so a user can find the backward of any forward node in Netron.
 
 The rules live in one module per op family (``shape``, ``elementwise``, ``activations``,
-``softmax``, ``matmul_gemm``, ``conv_pool``, ``normalization``, ``reduce``); a new rule is one
+``softmax``, ``matmul_gemm``, ``conv_pool``, ``normalization``, ``reduce``, ``resample``); a new rule is one
 function decorated with ``@rule("OpType")`` in its family's module. They mirror PyTorch's autograd,
 which the tests compare with (ties, masks at 0 and window routing are documented per family).
 """
@@ -20,10 +20,11 @@ from onnxcam.export.vjp import (  # noqa: F401  (each module registers its rules
     matmul_gemm,
     normalization,
     reduce,
+    resample,
     shape,
     softmax,
 )
 from onnxcam.export.vjp.builder import BackwardBuilder, Window
-from onnxcam.export.vjp.registry import RULES, Grads, Needs, Rule, UnsupportedOpError, rule
+from onnxcam.export.vjp.registry import FLOAT_TYPES, RULES, Grads, Needs, Rule, UnsupportedOpError, rule
 
-__all__ = ["RULES", "BackwardBuilder", "Grads", "Needs", "Rule", "UnsupportedOpError", "Window", "rule"]
+__all__ = ["FLOAT_TYPES", "RULES", "BackwardBuilder", "Grads", "Needs", "Rule", "UnsupportedOpError", "Window", "rule"]

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 
 from onnxcam.export.vjp.builder import BackwardBuilder
-from onnxcam.export.vjp.registry import Grads, Needs, rule
+from onnxcam.export.vjp.registry import FLOAT_TYPES, Grads, Needs, rule
 
 
 @rule("Add", "Sub")
@@ -91,3 +91,18 @@ def _reciprocal(b: BackwardBuilder, node: onnx.NodeProto, grads: Grads, needs: N
     # d(1/x)/dx = -1/x^2 = -y^2
     y = node.output[0]
     return [b.op("Neg", b.op("Mul", grads[0], b.op("Mul", y, y)))]
+
+
+@rule("Cast", "CastLike")
+def _cast(b: BackwardBuilder, node: onnx.NodeProto, grads: Grads, needs: Needs) -> Grads:
+    # Converters cast float to float (float32 <-> float16/float64, often to float32 itself): the
+    # gradient is cast back to the input's type. A cast to an integer or boolean is constant almost
+    # everywhere: no gradient (such outputs are not in the differentiated region anyway).
+    source = b.forward.types.get(node.input[0])
+    if source is None or source.elem_type not in FLOAT_TYPES:
+        raise b.unsupported(f"the type of its input {node.input[0]!r} is unknown or not float")
+    target = b.forward.types.get(node.output[0])
+    if target is None or target.elem_type not in FLOAT_TYPES:
+        return [None] * len(node.input)
+    grad = grads[0] if target.elem_type == source.elem_type else b.op("Cast", grads[0], to=source.elem_type)
+    return [grad] + [None] * (len(node.input) - 1)

@@ -7,11 +7,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import onnx
+from onnx import TensorProto
 
 if TYPE_CHECKING:
     from onnxcam.export.vjp.builder import BackwardBuilder
 
-__all__ = ["RULES", "Grads", "Needs", "Rule", "UnsupportedOpError", "rule"]
+__all__ = ["FLOAT_TYPES", "RULES", "Grads", "Needs", "Rule", "UnsupportedOpError", "rule"]
+
+FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16})
+"""ONNX element types that carry a gradient (integer and boolean tensors carry none)."""
 
 Grads = list[str | None]
 """Gradient tensor names, one per input or output of a node; None where there is none."""

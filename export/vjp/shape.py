@@ -46,10 +46,29 @@ def _split(b: BackwardBuilder, node: onnx.NodeProto, grads: Grads, needs: Needs)
     return [b.op("Concat", *parts, axis=axis)]
 
 
+INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
+def slice_positions(start: int, end: int, step: int, size: int) -> range:
+    """The positions ONNX ``Slice`` takes along an axis of ``size`` entries (negative starts and
+    ends count from the end; clamped to ``[0, size]`` for positive steps, to ``[0, size - 1]`` and
+    ``[-1, size - 1]`` for negative ones)."""
+    start, end = start + size if start < 0 else start, end + size if end < 0 else end
+    if step > 0:
+        return range(min(max(start, 0), size), min(max(end, 0), size), step)
+    return range(min(max(start, 0), size - 1), min(max(end, -1), size - 1), step)
+
+
+def _flip(b: BackwardBuilder, g: str, axis: int) -> str:
+    """``g`` reversed along ``axis``: a Slice with step -1."""
+    return b.op("Slice", g, b.ints([-1]), b.ints([INT64_MIN]), b.ints([axis]), b.ints([-1]))
+
+
 @rule("Slice")
 def _slice(b: BackwardBuilder, node: onnx.NodeProto, grads: Grads, needs: Needs) -> Grads:
-    # The gradient goes back to the sliced positions, zeros elsewhere: strided axes are spread out
-    # first (step - 1 zeros after each entry), then one Pad puts every axis back in place.
+    # The gradient goes back to the sliced positions, zeros elsewhere: a reversed axis (negative
+    # step) is flipped back first, strided axes are spread out (step - 1 zeros after each entry),
+    # then one Pad puts every axis back in place.
     x, g = node.input[0], grads[0]
     rank = b.rank(x)
     starts = b.constant(node.input[1], "starts")
@@ -57,21 +76,20 @@ def _slice(b: BackwardBuilder, node: onnx.NodeProto, grads: Grads, needs: Needs)
     axes_name, steps_name = optional_input(node, 3), optional_input(node, 4)
     axes = b.constant(axes_name, "axes") if axes_name else np.arange(len(starts))
     steps = b.constant(steps_name, "steps") if steps_name else np.ones(len(starts), np.int64)
-    if np.any(steps <= 0):
-        raise b.unsupported("only positive-step slices are differentiated")
     pads = [0] * 2 * rank
     for start, end, axis, step in zip(starts.tolist(), ends.tolist(), axes.tolist(), steps.tolist()):
         axis %= rank
         (size,) = b.static_dims(x, [axis])
-        start = min(max(start + size if start < 0 else start, 0), size)
-        end = min(max(end + size if end < 0 else end, start), size)
-        span = end - start
-        if step > 1 and span > 0:
-            taken = len(range(start, end, step))
-            g = _spread(b, g, rank, axis, taken, step)
-            span = min(taken * step, size - start)
+        taken = slice_positions(start, end, step, size)
+        if step < 0 and len(taken) > 0:
+            g, taken = _flip(b, g, axis), taken[::-1]
+        first = taken.start if len(taken) > 0 else 0
+        span = len(taken)
+        if taken.step > 1 and span > 1:
+            g = _spread(b, g, rank, axis, span, taken.step)
+            span = min(span * taken.step, size - first)
             g = b.op("Slice", g, b.ints([0]), b.ints([span]), b.ints([axis]))
-        pads[axis], pads[rank + axis] = start, size - start - span
+        pads[axis], pads[rank + axis] = first, size - first - span
     return [b.op("Pad", g, b.ints(pads))]
 
 
@@ -95,19 +113,62 @@ def _spread(b: BackwardBuilder, g: str, rank: int, axis: int, taken: int, step: 
 
 @rule("Pad")
 def _pad(b: BackwardBuilder, node: onnx.NodeProto, grads: Grads, needs: Needs) -> Grads:
-    if attribute(node, "mode", "constant") != "constant":
-        raise b.unsupported("only constant-mode padding is differentiated")
+    mode = attribute(node, "mode", "constant")
+    if mode not in ("constant", "reflect", "edge"):
+        raise b.unsupported(f"{mode!r} padding is not differentiated (constant, reflect and edge are)")
     rank = b.rank(node.input[0])
     pads = b.constant(node.input[1], "pads").tolist()
     axes_name = optional_input(node, 3)
-    axes = [a % rank for a in b.constant(axes_name, "axes").tolist()] if axes_name else range(rank)
+    axes = [a % rank for a in b.constant(axes_name, "axes").tolist()] if axes_name else list(range(rank))
     if min(pads) < 0:
         raise b.unsupported("negative (cropping) pads are not differentiated")
     count = len(pads) // 2
     starts = pads[:count]
-    # An end of INT64_MAX keeps the whole axis when nothing was padded there.
-    ends = [-p if p else np.iinfo(np.int64).max for p in pads[count:]]
-    return [b.op("Slice", grads[0], b.ints(starts), b.ints(ends), b.ints(list(axes)))]
+    if mode == "constant":
+        # An end of INT64_MAX keeps the whole axis when nothing was padded there.
+        ends = [-p if p else INT64_MAX for p in pads[count:]]
+        return [b.op("Slice", grads[0], b.ints(starts), b.ints(ends), b.ints(axes))]
+    # Reflect and edge padding of several axes is the composition of one axis' padding after the
+    # other (numpy's and ONNX's definition), so the gradient folds the axes back one at a time.
+    g = grads[0]
+    for axis, begin, end in zip(axes, starts, pads[count:]):
+        if begin or end:
+            (size,) = b.static_dims(node.input[0], [axis])
+            g = _fold_padding(b, g, rank, axis, (begin, end), size, mode)
+    return [g]
+
+
+def _fold_padding(
+    b: BackwardBuilder, g: str, rank: int, axis: int, pads: tuple[int, int], size: int, mode: str
+) -> str:
+    """The gradient of reflect or edge padding of one axis (``size`` entries, ``pads`` = (begin,
+    end)): the middle, plus each padded part added back onto the entries it copied."""
+    begin, end = pads
+
+    def part(low: int, high: int) -> str:
+        return b.op("Slice", g, b.ints([low]), b.ints([high]), b.ints([axis]))
+
+    def place(piece: str, before: int, after: int) -> str:
+        widths = [0] * 2 * rank
+        widths[axis], widths[rank + axis] = before, after
+        return b.op("Pad", piece, b.ints(widths))
+
+    terms = [part(begin, begin + size)]
+    if mode == "edge":
+        # Every padded entry copies the edge entry: their gradients sum there.
+        if begin:
+            terms.append(place(b.reduce("ReduceSum", part(0, begin), [axis]), 0, size - 1))
+        if end:
+            terms.append(place(b.reduce("ReduceSum", part(begin + size, begin + size + end), [axis]), size - 1, 0))
+    else:
+        # reflect: padded entry j before the axis copies x[begin - j], entry j after it x[size - 2 - j].
+        if max(begin, end) > size - 1:
+            raise b.unsupported(f"reflect pads {pads} reach past an axis of {size} entries")
+        if begin:
+            terms.append(place(_flip(b, part(0, begin), axis), 1, size - 1 - begin))
+        if end:
+            terms.append(place(_flip(b, part(begin + size, begin + size + end), axis), size - 1 - end, 1))
+    return terms[0] if len(terms) == 1 else b.op("Sum", *terms)
 
 
 @rule("GatherND")
@@ -159,7 +220,7 @@ def _gather_scatter(b: BackwardBuilder, data: str, indices: str, g: str, axis: i
     if b.opset < 16:
         raise b.unsupported("run-time indices need ScatterElements with reduction (opset 16)")
     shape = b.op("Shape", data)
-    big = np.iinfo(np.int64).max
+    big = INT64_MAX
     flat_shape = b.op(
         "Concat",
         b.op("Slice", shape, b.ints([0]), b.ints([axis])),
