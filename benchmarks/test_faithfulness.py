@@ -35,9 +35,9 @@ from onnxcam.runtime import CamSession
 ARCH = "resnet50"
 BATCH = 8
 STEPS = 20
-METRICS = ("deletion_insertion", "road")
-IMPLEMENTATIONS = ("onnxcam", "onnxcam-int8", "peer")
 PEERS = {"deletion_insertion": "torchcam", "road": "pytorch-grad-cam"}
+ROWS = [(metric, implementation) for metric, peer in PEERS.items() for implementation in ("onnxcam", "onnxcam-int8", peer)]
+"""onnxcam fp32 first in each metric: the later rows state their difference from it."""
 
 _values: dict[tuple[str, str], np.ndarray] = {}
 """Per-image metric values of the rows run so far, for the int8-vs-fp32 difference."""
@@ -101,11 +101,10 @@ def _peer_runner(metric: str, module: torch.nn.Module, batch, maps, class_index)
     return lambda: road.ROADCombined()(inputs, maps, softmax_targets, module)
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize(("metric", "implementation"), ROWS, ids=[f"{m}-{i}" for m, i in ROWS])
 def test_faithfulness_row(metric, implementation, benchmark, bench_config, case):
     model, batch, maps, class_index = case
-    if implementation == "peer":
+    if implementation == PEERS[metric]:
         run = _peer_runner(metric, model.module, batch, maps, class_index)
     else:
         path = model.int8_path() if implementation == "onnxcam-int8" else model.cam_path("last")
@@ -117,7 +116,7 @@ def test_faithfulness_row(metric, implementation, benchmark, bench_config, case)
     _values[metric, implementation] = values
     info = dict(
         arch=ARCH, batch=BATCH, metric=metric, threads=bench_config.threads, load_1min=os.getloadavg()[0],
-        implementation=PEERS[metric] if implementation == "peer" else implementation,
+        implementation=implementation,
         mean=values.mean(axis=-1).tolist(),
     )
     fp32 = _values.get((metric, "onnxcam"))
