@@ -124,7 +124,7 @@ inspect: $(STAMP)
 # (`python -m benchmarks.estimate` prints the estimate of the plan first);
 # BENCH_FULL=1 runs every row of every suite in benchmarks/ (hours); BENCH_THREADS=N (default 2).
 # Missed CPU timing goals are profiled last (reports/bench/profile_<row>.md). docs/benchmarks.md
-BENCH_SUITES := $(if $(filter-out 0,$(BENCH_FULL)),benchmarks,benchmarks/test_bench.py)
+BENCH_SUITES := $(if $(filter-out 0,$(BENCH_FULL)),benchmarks,benchmarks/test_bench.py benchmarks/test_faithfulness.py)
 
 bench: $(STAMP) $(OPENVINO_XAI_STAMP)
 	mkdir -p reports/bench

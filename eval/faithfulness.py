@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from onnxcam.eval.map_arrays import check_class_index, check_maps
 from onnxcam.eval.road_imputation import linear_imputation
+from onnxcam.runtime.class_scores import softmax
 from onnxcam.runtime.methods.passes import chunk_rows
 
 ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
@@ -59,10 +60,8 @@ def _checked(session, batch: np.ndarray, maps: np.ndarray, class_index: np.ndarr
 def class_probabilities(session, inputs: np.ndarray, class_index: np.ndarray) -> np.ndarray:
     """Softmax probability of ``class_index[i]`` for ``inputs[i]``: ``(M, C, H, W)`` -> ``(M,)`` float64,
     from the forward graph alone."""
-    logits = session._passes().logits(np.ascontiguousarray(inputs, dtype=np.float32)).astype(np.float64)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp[np.arange(len(exp)), class_index] / exp.sum(axis=1)
+    probabilities = softmax(session.forward_logits(inputs))
+    return probabilities[np.arange(len(probabilities)), class_index]
 
 
 def average_drop_increase(

@@ -226,6 +226,12 @@ class CamSession:
     def _run_session(self, session: ort.InferenceSession, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return run_bound(session, names, feeds) if self._io_binding else session.run(names, feeds)
 
+    def forward_logits(self, batch: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """``(M, K)`` logits of a preprocessed float32 ``(M, C, H, W)`` batch from the forward graph
+        alone (no gradients, a session of its own built on first use), ``batch_size`` rows per run:
+        the extra passes of faithfulness metrics and perturbation methods."""
+        return self._passes().logits(np.ascontiguousarray(batch, dtype=np.float32), batch_size)
+
     def _passes(self) -> ModelPasses:
         if self._model_passes is None:
             self._model_passes = ModelPasses(
