@@ -13,6 +13,7 @@ through the CLI.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ class ChannelsLastResNet(nn.Module):
     def forward(self, x):
         x = F.relu(self.conv(self.stem, x * 2.0 - 1.0))
         padded = F.pad(x.permute(0, 3, 1, 2), (1, 1, 1, 1), mode="reflect").permute(0, 2, 3, 1)
-        y = self.conv(self.conv2, F.relu(self.conv(self.conv1, padded)))
+        y = self.conv(self.conv2, F.leaky_relu(self.conv(self.conv1, padded), 0.1))
         x = F.relu(x + y)
         y = self.conv(self.conv4, F.relu(self.conv(self.conv3, x)))
         x = self.layer(F.relu(self.conv(self.shortcut, x) + y))
@@ -125,11 +126,13 @@ def tf_style_graph(model: ChannelsLastResNet, size: int) -> tuple[onnx.ModelProt
     shape = b.op("Cast", b.op("Floor", b.op("Cast", b.op("Shape", x), to=TensorProto.FLOAT)), to=TensorProto.INT64)
     x = b.op("Reshape", x, shape)
     padded = b.op("Pad", x, b.ints([0, 1, 1, 0, 0, 1, 1, 0]), mode="reflect")
-    y = conv(b.op("Relu", conv(padded, model.conv1, cast_chain=True)), model.conv2)
+    t = conv(padded, model.conv1, cast_chain=True)
+    # A leaky ReLU as TFLite converters write it: Where(x > 0, x, 0.1 x).
+    y = conv(b.op("Where", b.op("Greater", t, b.const(0.0)), t, b.op("Mul", t, b.const(0.1))), model.conv2)
     x = b.op("Relu", b.op("Add", x, y))
     y = conv(b.op("Relu", conv(x, model.conv3)), model.conv4, cast_chain=True)
     layer = b.op("Relu", b.op("Add", conv(x, model.shortcut), y))
-    pooled = b.reduce("ReduceMean", layer, [1, 2], keepdims=False)
+    pooled = b.op("Squeeze", b.reduce("ReduceMean", layer, [1, 2], keepdims=True), b.ints([1, 2]))
     fc_w, fc_b = weights(model.fc)
     logits = b.op("Add", b.op("MatMul", b.op("Cast", pooled, to=TensorProto.FLOAT), b.const(fc_w.T)), b.const(fc_b))
     b.op("Softmax", logits, axis=-1, output="probabilities")
@@ -248,7 +251,25 @@ def test_tf_style_resnet_gradients_match_float64_autograd(tf_like, tmp_path):
     x = np.random.default_rng(0).random((5, 20, 20, 3)).astype(np.float32)
     check_gradients(exact_session(out), model, layer, x, channels_last=True)
     ops = {n.op_type for n in proto.graph.node}
-    assert {"Transpose", "Cast", "Pad", "ReduceMean", "MatMul", "Softmax", "Floor"} <= ops
+    assert {"Transpose", "Cast", "Pad", "ReduceMean", "Squeeze", "Where", "MatMul", "Softmax", "Floor"} <= ops
+    # The probabilities themselves (Python's default: the first output) through the Softmax rule.
+    probabilities = tmp_path / "probabilities.cam.onnx"
+    augment_classifier(proto, layer, probabilities)
+    classes = np.array([0, 1, 2, 3, 4])
+    (grads,) = exact_session(probabilities).run([f"gradients/{layer}"], {INPUT: x, CLASS_INDEX: classes})
+    _, truth, _ = autograd_layer_gradients(
+        float64_copy(Probabilities(model)), "inner.layer", torch.from_numpy(x).double(), classes
+    )
+    assert min(cosine(g, t) for g, t in zip(grads, truth.transpose(0, 3, 1, 2))) >= 0.9999
+
+
+class Probabilities(nn.Module):
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return torch.softmax(self.inner(x), dim=1)
 
 
 def test_paddle_style_lcnet_gradients_match_float64_autograd(paddle_like, tmp_path):
@@ -300,6 +321,23 @@ def test_explain_tf_style_model_in_its_own_layout(tf_like, tmp_path):
     assert photo_map.shape == (31, 45)
 
 
+def test_export_cam_model_with_channels_last_input(tmp_path):
+    """The torch route records the same layout for a torch model that takes (N, H, W, C)."""
+    from onnxcam.export import export_cam_model
+
+    torch.manual_seed(2)
+    model = ChannelsLastResNet().eval()
+    path = export_cam_model(model, torch.zeros(1, 20, 20, 3), "conv4", tmp_path / "nhwc.cam.onnx", input_layout="nhwc")
+    session = CamSession(path)
+    assert session.metadata.preprocessing.layout == "NHWC" and session.metadata.preprocessing.input_size == (20, 20)
+    x = np.random.default_rng(8).random((2, 20, 20, 3)).astype(np.float32)
+    acts, grads, _ = autograd_layer_gradients(float64_copy(model), "conv4", torch.from_numpy(x).double())
+    raw = session.explain(x, method="gradcam").raw_maps
+    assert all(cosine(r, e) >= 0.9999 for r, e in zip(raw, gradcam_map(acts, grads)))
+    photo = (np.random.default_rng(9).random((30, 40, 3)) * 255).astype(np.uint8)
+    assert session.explain([photo]).maps[0].shape == (30, 40)
+
+
 def test_explain_paddle_style_model(paddle_like, tmp_path):
     _, proto, layer = paddle_like
     out = tmp_path / "paddle.cam.onnx"
@@ -316,6 +354,12 @@ def test_explain_paddle_style_model(paddle_like, tmp_path):
     photo = (np.random.default_rng(5).random((24, 32, 3)) * 255).astype(np.uint8)
     by_hand = ((photo[..., ::-1] / 255.0 - 0.5) / 0.5).astype(np.float32).transpose(2, 0, 1)[None]
     np.testing.assert_allclose(session.explain([photo]).maps[0], session.explain(by_hand).maps[0], atol=1e-4)
+
+
+def test_files_without_a_layout_load_as_channels_first():
+    document = json.loads(ModelMetadata(layers=(), num_classes=2).to_json())
+    assert document["preprocessing"].pop("layout") == "NCHW"
+    assert ModelMetadata.from_json(json.dumps(document)).preprocessing.layout == "NCHW"
 
 
 # -- the new rules, one by one ----------------------------------------------------------------------
