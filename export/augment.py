@@ -225,11 +225,10 @@ def augment_classifier(
 
     grids = option_per_layer(reshape, targets, "reshape")
     forward = GraphIndex(graph, types)
+    options = option_per_layer(layout, targets, "layout")
     layouts = {
-        target: _layer_layout(forward, target, tensor, option, prepared.preprocessing.layout, log)
-        for (target, tensor), option in zip(
-            targets_in_graph.items(), option_per_layer(layout, targets, "layout").values()
-        )
+        target: _layer_layout(forward, target, tensor, options.get(target, "auto"), prepared.preprocessing.layout, log)
+        for target, tensor in targets_in_graph.items()
         if target not in grids
     }
     shapes = {

@@ -164,7 +164,7 @@ def fix_input_shape(
     ValueError naming the axis that stays unknown, or that disagrees, and the flag that fixes it."""
     value = next(i for i in graph.input if i.name == INPUT)
     declared = _dims(value)
-    name = f"the input ({layout})"
+    name = f"the image input ({layout}, shape {tuple(declared)})"
     if input_shape is not None and len(input_shape) != 4:
         raise ValueError(f"--input-shape / input_shape must have 4 entries (N,H,W,C or N,C,H,W); got {list(input_shape)}")
     axes = {channel_axis(layout): "C", **dict(zip(spatial_axes(layout), "HW"))}
@@ -190,7 +190,7 @@ def fix_input_shape(
         example = ["1"] + [str(wanted[a]) if wanted[a] else axes[a] for a in range(1, 4)]
         listed = ", ".join(f"{letter} (axis {axis}: {declared[axis]!r})" for axis, letter in unknown)
         raise ValueError(
-            f"{name} {tuple(declared)} leaves {listed} unknown: give the size with --input-shape "
+            f"{name} leaves {listed} unknown: give the size with --input-shape "
             f"{','.join(example)} (input_shape= in Python)"
         )
     dims = value.type.tensor_type.shape.dim

@@ -8,8 +8,8 @@ emitting plain ONNX nodes through a :class:`BackwardBuilder`, which names every 
 ``onnxcam/grad/<op type>/<n>`` so a user can find the backward of any forward node in Netron.
 
 The rules live in one module per op family (``shape``, ``elementwise``, ``activations``,
-``softmax``, ``matmul_gemm``, ``conv_pool``, ``normalization``, ``reduce``, ``resample``); a new rule is one
-function decorated with ``@rule("OpType")`` in its family's module. They mirror PyTorch's autograd,
+``softmax``, ``matmul_gemm``, ``conv_pool``, ``normalization``, ``reduce``, ``resample``); a new
+rule is one function decorated with ``@rule("OpType")`` in its family's module. They mirror PyTorch's autograd,
 which the tests compare with (ties, masks at 0 and window routing are documented per family).
 """
 
