@@ -6,6 +6,11 @@ classifier by reverse-mode differentiation of the ONNX graph itself: a one-hot s
 pulled back through every node between the logits and the target tensors with the vector-Jacobian
 rules of :mod:`onnxcam.export.vjp`, written as plain ONNX ops in the model's own opset.
 
+Files from converters (TensorFlow, Keras, TFLite, Paddle) are taken as they are
+(:mod:`onnxcam.export.augment_shapes`): a channels-last input is recorded as
+``preprocessing.layout``, channels-last layers are transposed to ``(N, C, h, w)`` inside the graph,
+and shapes ONNX inference leaves unknown are measured by one ONNX Runtime run.
+
 Token layers (vision transformers, ``(N, T, C)``) are differentiated as tokens and then turned into
 ``(N, C, h, w)`` grids by a :class:`TokenGrid`, inside the graph, for both the activations and the
 gradients: the file then reads exactly like one that ``export_cam_model(..., reshape=)`` writes.
