@@ -43,6 +43,8 @@ def _spatial_mean(graph: HeadGraph) -> tuple[bool, str] | None:
     }
     relu = False
     for node in graph.reduce.graph.node:
+        if node.op_type == "Constant":  # a ReduceMean's axes
+            continue
         if node.op_type in _SCALE_COMMUTING:
             relu |= node.op_type == "Relu"
         elif node.op_type == "GlobalAveragePool" or (

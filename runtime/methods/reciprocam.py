@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from onnxcam.runtime.class_scores import softmax
 from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
 from onnxcam.runtime.methods.masked_heads import SpatialHead, TokenHead
 from onnxcam.runtime.weighting import rectify
@@ -35,14 +36,11 @@ def gaussian_masks(height: int, width: int) -> np.ndarray:
 MASKS = {"onehot": onehot_masks, "gaussian": gaussian_masks}
 
 
-def class_scores(logits: np.ndarray, class_index: np.ndarray, score: str) -> np.ndarray:
+def position_scores(logits: np.ndarray, class_index: np.ndarray, score: str) -> np.ndarray:
     """(N, P, K) logits of the masked copies -> (N, P) score of each image's class: its softmax
     probability (``"probability"``) or its logit (``"logit"``)."""
-    picked = np.take_along_axis(logits, class_index[:, None, None], axis=2)[..., 0].astype(np.float64)
-    if score == "logit":
-        return picked
-    top = logits.max(axis=2).astype(np.float64)
-    return np.exp(picked - top) / np.exp(logits.astype(np.float64) - top[..., None]).sum(axis=2)
+    values = softmax(logits) if score == "probability" else logits.astype(np.float64)
+    return np.take_along_axis(values, class_index[:, None, None], axis=2)[..., 0]
 
 
 class ReciproCAM(CamMethod):
@@ -97,7 +95,7 @@ class ReciproCAM(CamMethod):
     ) -> dict[str, np.ndarray]:
         n, _, height, width = outputs.activations.shape
         logits = self.head_logits(outputs, context, MASKS[self.mask](height, width))
-        scores = class_scores(logits, context.class_index, self.score).reshape(n, height, width)
+        scores = position_scores(logits, context.class_index, self.score).reshape(n, height, width)
         return {weighting: rectify(scores, weighting) for weighting in weightings}
 
 
