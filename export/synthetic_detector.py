@@ -1,7 +1,7 @@
 """``synthetic_detector``: a small single-stage, CenterNet-style detector for the synthetic set.
 
-A ResNet-style backbone (``conv1`` at H/2, ``layer1`` at H/4, ``layer2`` and ``layer3`` at
-H/8, as ``synthetic_resnet``, so each position sees a whole object) and two 1x1 heads on a shared
+synthetic_resnet's backbone (:class:`~onnxcam.export.synthetic_backbone.SyntheticBackbone`,
+``layer3`` at H/8, each position seeing a whole object) and two 1x1 heads on a shared
 3x3 conv: a class heatmap (one sigmoid per class and position, peaking at object centres; Zhou et
 al., "Objects as Points", 2019) and a regression of each position's box (the centre's offset
 within the cell and the log of the box size in cells).
@@ -22,31 +22,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onnxcam.export.synthetic_backbone import SyntheticBackbone
 from onnxcam.export.zoo._init import init_like_torchvision
-from onnxcam.export.zoo.resnet import BasicBlock
 
 STRIDE = 8
 PRIOR = 0.1
 """Initial heatmap probability (the focal-loss prior of RetinaNet and CenterNet)."""
 
 
-def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
-
-
-class SyntheticDetector(nn.Module):
+class SyntheticDetector(SyntheticBackbone):
     """``(N, 3, H, W) -> (boxes (N, D, 4), scores (N, D, K))``; H, W multiples of 16."""
 
     stride = STRIDE
 
     def __init__(self, num_classes: int = 12):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 24, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(24)
-        self.relu = nn.ReLU(inplace=True)
-        self.layer1 = BasicBlock(24, 32, 2, _projection(24, 32, 2))
-        self.layer2 = nn.Sequential(BasicBlock(32, 64, 2, _projection(32, 64, 2)), BasicBlock(64, 64))
-        self.layer3 = BasicBlock(64, 128, 1, _projection(64, 128, 1))
         self.head = nn.Sequential(nn.Conv2d(128, 64, 3, padding=1), nn.ReLU(inplace=True))
         self.heatmap = nn.Conv2d(64, num_classes, 1)
         self.regression = nn.Conv2d(64, 4, 1)
@@ -58,9 +48,7 @@ class SyntheticDetector(nn.Module):
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Heatmap logits ``(N, K, h, w)`` and regression ``(N, 4, h, w)``: centre offset in
         cells (x, y, from the cell's centre) and log box size in cells (width, height)."""
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        x = self.head(x)
+        x = self.head(self.stages(x)[2])
         return self.heatmap(x), self.regression(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.target_models import exported_targets  # noqa: F401, E402 - session fixture of the target tests
+
 ZOO_SEED = 0
 
 

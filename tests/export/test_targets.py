@@ -14,7 +14,6 @@ from helpers.target_models import (  # noqa: E402
     SIZE,
     build_models,
     detection_box,
-    exported_targets,  # noqa: F401 - the session fixture
     reference_gradients,
     segmentation_mask,
 )
