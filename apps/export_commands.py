@@ -182,7 +182,7 @@ def run_train_synthetic(args: argparse.Namespace) -> int:
     config = TrainingConfig.for_arch(
         args.arch, epochs=args.epochs, images_per_epoch=args.images_per_epoch,
         batch_size=args.batch_size, learning_rate=args.lr, image_size=args.image_size,
-        seed=args.seed, test_images=args.test_images,
+        seed=args.seed, test_images=args.test_images, acol_delta=args.acol_delta, init_from=args.init_from,
     )
     result = train_synthetic_model(config, progress=not args.quiet)
     command = "onnxcam " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None

@@ -5,6 +5,9 @@ Every epoch draws a fresh batch of images from the seeded generator
 model never sees an image twice and needs no augmentation; the held-out test split is drawn with
 :data:`TEST_SEED`, which no training epoch uses. AdamW with a one-cycle learning rate, batch
 norm, cross-entropy. With the same arguments and thread count the run is repeatable.
+``synthetic_acol`` (ACoL's two-branch loss) and ``synthetic_multilabel`` (the multi-object set,
+sigmoid and binary cross-entropy, exact-match accuracy, its own held-out seed) train under their
+objectives (:mod:`onnxcam.apps.synthetic_objectives`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from torch import nn
 
 from onnxcam.atomic_write import write_atomically, write_text_atomically
 from onnxcam.contract import Preprocessing
-from onnxcam.eval.datasets.synthetic import CLASS_NAMES, SYNTHETIC_TEST_SEED, make_synthetic_dataset
+from onnxcam.apps.synthetic_objectives import SingleLabel, objective_for
+from onnxcam.eval.datasets.synthetic import CLASS_NAMES, SYNTHETIC_TEST_SEED
 from onnxcam.export.synthetic_models import (
     IMAGE_SIZE,
     build_synthetic_model,
@@ -52,6 +56,10 @@ class TrainingConfig:
     num_classes: int = len(CLASS_NAMES)
     seed: int = 0
     test_images: int = 2000
+    acol_delta: float | None = None  # synthetic_acol's erasing threshold; None: the paper's 0.6
+    # A checkpoint whose weights of the same names and shapes start the model: a backbone trained
+    # on the single-object set, as ACoL fine-tunes an ImageNet-trained one.
+    init_from: str | None = None
 
     @classmethod
     def for_arch(cls, arch: str, **options: object) -> TrainingConfig:
@@ -70,13 +78,16 @@ class TrainingResult:
     train_seconds: float
     epoch_losses: list[float] = field(default_factory=list)
     epoch_accuracies: list[float] = field(default_factory=list)
+    test_seed: int = TEST_SEED
+    test_metrics: dict[str, float] = field(default_factory=dict)
 
     def record(self) -> dict[str, object]:
         """A JSON-ready summary: config, test accuracy (percent), timings, per-epoch curves."""
         return {
             "config": asdict(self.config),
-            "test_seed": TEST_SEED,
+            "test_seed": self.test_seed,
             "test_accuracy": round(self.test_accuracy, 2),
+            **{f"test_{key}": round(value, 2) for key, value in self.test_metrics.items()},
             "train_seconds": round(self.train_seconds, 1),
             "epoch_train_loss": [round(v, 4) for v in self.epoch_losses],
             "epoch_train_accuracy": [round(v, 2) for v in self.epoch_accuracies],
@@ -105,14 +116,33 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
-    """Top-1 accuracy (percent) of ``model`` in eval mode on ``(N, 3, H, W)`` ``images``."""
+def accuracy(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256, objective: SingleLabel | None = None
+) -> float:
+    """Accuracy (percent) of ``model`` in eval mode on ``(N, 3, H, W)`` ``images``: top-1, or the
+    ``objective``'s (:mod:`onnxcam.apps.synthetic_objectives`) for other targets."""
+    return held_out_metrics(model, images, labels, batch_size, objective or SingleLabel())[0]
+
+
+@torch.no_grad()
+def held_out_metrics(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int, objective: SingleLabel
+) -> tuple[float, dict[str, float]]:
+    """``(accuracy, other metrics)`` in percent of ``model`` in eval mode under ``objective``."""
     model.eval()
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        logits = model(images[start : start + batch_size])
-        correct += int((logits.argmax(dim=1) == labels[start : start + batch_size]).sum())
-    return 100.0 * correct / max(len(images), 1)
+    logits = torch.cat([model(images[start : start + batch_size]) for start in range(0, len(images), batch_size)])
+    return 100.0 * objective.correct(logits, targets) / max(len(images), 1), objective.test_metrics(logits, targets)
+
+
+def load_matching_weights(model: nn.Module, checkpoint: str | os.PathLike) -> list[str]:
+    """Copy into ``model`` the checkpoint's tensors whose names and shapes it shares; return their names."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    own = model.state_dict()
+    shared = {name: value for name, value in state.items() if name in own and own[name].shape == value.shape}
+    if not shared:
+        raise ValueError(f"{checkpoint} shares no weights with {type(model).__name__}")
+    model.load_state_dict(shared, strict=False)
+    return sorted(shared)
 
 
 def train_synthetic_model(config: TrainingConfig, progress: bool = True) -> TrainingResult:
@@ -123,41 +153,45 @@ def train_synthetic_model(config: TrainingConfig, progress: bool = True) -> Trai
         raise ValueError("epochs, images_per_epoch and batch_size must be positive")
     torch.manual_seed(config.seed)
     preprocessing = synthetic_preprocessing(config.image_size)
+    objective = objective_for(config.arch)
     model = build_synthetic_model(config.arch, config.num_classes, config.image_size)
+    objective.prepare(model, asdict(config))
+    if config.init_from:
+        load_matching_weights(model, config.init_from)
     steps_per_epoch = -(-config.images_per_epoch // config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch
     )
     generator = torch.Generator().manual_seed(config.seed)
-    result = TrainingResult(model, config, test_accuracy=0.0, train_seconds=0.0)
+    result = TrainingResult(model, config, test_accuracy=0.0, train_seconds=0.0, test_seed=objective.test_seed)
     started = time.perf_counter()
     for epoch in range(config.epochs):
-        data = make_synthetic_dataset(
+        pixels, labels = objective.data(
             config.images_per_epoch, epoch_seed(config.seed, epoch), config.image_size, config.num_classes
         )
-        images = images_to_tensor(data.images, preprocessing)
-        labels = torch.from_numpy(data.labels)
+        images = images_to_tensor(pixels, preprocessing)
         order = torch.randperm(len(labels), generator=generator)
         model.train()
         total_loss, correct = 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"{config.arch} epoch {epoch + 1}/{config.epochs}", disable=not progress)
         for step in bar:
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            logits = model(images[index])
-            loss = nn.functional.cross_entropy(logits, labels[index])
+            loss, logits = objective.loss(model, images[index], labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             total_loss += float(loss.detach()) * len(index)
-            correct += int((logits.argmax(dim=1) == labels[index]).sum())
+            correct += objective.correct(logits, labels[index])
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         result.epoch_losses.append(total_loss / len(labels))
         result.epoch_accuracies.append(100.0 * correct / len(labels))
     result.train_seconds = time.perf_counter() - started
-    test = make_synthetic_dataset(config.test_images, TEST_SEED, config.image_size, config.num_classes)
-    result.test_accuracy = accuracy(model, images_to_tensor(test.images, preprocessing), torch.from_numpy(test.labels))
+    pixels, targets = objective.data(config.test_images, objective.test_seed, config.image_size, config.num_classes)
+    result.test_accuracy, result.test_metrics = held_out_metrics(
+        model, images_to_tensor(pixels, preprocessing), targets, 256, objective
+    )
     model.eval()
     return result
 
@@ -171,7 +205,7 @@ def save_training_result(result: TrainingResult, path: str | os.PathLike, comman
         record["command"] = command
     document = checkpoint_dict(
         config.arch, result.model, config.image_size, CLASS_NAMES[: config.num_classes],
-        extra={"test_accuracy": record["test_accuracy"], "test_seed": TEST_SEED},
+        extra={"test_accuracy": record["test_accuracy"], "test_seed": result.test_seed},
     )
     write_atomically(path, lambda temporary: torch.save(document, temporary))
     write_text_atomically(path.with_suffix(".json"), json.dumps(record, indent=1) + "\n")

@@ -68,10 +68,13 @@ class SyntheticResNet(nn.Module):
         self.fc = nn.Linear(128, num_classes)
         init_like_torchvision(self, linear_std=None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``layer3``'s output ``(N, 128, H/8, W/8)``, which the heads read."""
         x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 # Output channels of each conv (+BN+ReLU); "M" is a 2x2 max-pool. The last ReLU is features.20.
@@ -127,6 +130,9 @@ class SyntheticArch:
     build: Callable[[int, int], nn.Module]
     target_layer: str
     recipe: TrainingRecipe = TrainingRecipe()
+    # An export of its own, (loaded model, out, input_gradients) -> path, where the plain
+    # classifier's does not fit (ACoL's maps as an output).
+    export: Callable[[LoadedSyntheticModel, Path, Sequence[str]], Path] | None = None
 
 
 SYNTHETIC_ARCHITECTURES: dict[str, SyntheticArch] = {
@@ -138,8 +144,26 @@ SYNTHETIC_ARCHITECTURES: dict[str, SyntheticArch] = {
             TrainingRecipe(epochs=5, images_per_epoch=4000, batch_size=32, learning_rate=4e-3),
         ),
         SyntheticArch("synthetic_vgg", lambda k, size: SyntheticVGG(k, size), "features.20"),
+        # ACoL (export/synthetic_acol.py): synthetic_resnet's backbone, two erasing classifier branches.
+        SyntheticArch(
+            "synthetic_acol", lambda k, size: _acol_module().SyntheticACoL(k), "layer3",
+            TrainingRecipe(epochs=5, images_per_epoch=4000, batch_size=32, learning_rate=4e-3),
+            export=lambda loaded, out, rules: _acol_module().export_synthetic_acol(loaded, out, rules),
+        ),
+        # synthetic_resnet trained multi-label (sigmoid, BCE) on the multi-object set.
+        SyntheticArch(
+            "synthetic_multilabel", lambda k, size: SyntheticResNet(k), "layer3",
+            TrainingRecipe(epochs=6, images_per_epoch=4000, batch_size=32, learning_rate=4e-3),
+        ),
     )
 }
+
+
+def _acol_module():
+    """``onnxcam.export.synthetic_acol``, imported on use: it builds on this module."""
+    from onnxcam.export import synthetic_acol
+
+    return synthetic_acol
 
 
 def synthetic_arch(name: str) -> SyntheticArch:
@@ -214,6 +238,8 @@ def export_synthetic_model(
     from onnxcam.export.cam_export import export_cam_model
 
     loaded = load_synthetic_checkpoint(checkpoint)
+    if loaded.arch.export is not None:
+        return loaded.arch.export(loaded, Path(out), input_gradients)
     return export_cam_model(
         loaded.model,
         torch.zeros(1, 3, *loaded.preprocessing.input_size),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from onnxcam.runtime.methods.ablationcam import AblationCAM
+from onnxcam.runtime.methods.acol import ACoL
 from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
 from onnxcam.runtime.methods.cam import CAM
 from onnxcam.runtime.methods.eigencam import EigenCAM
@@ -33,6 +34,7 @@ METHODS: dict[str, type[CamMethod]] = {
         Deconvnet,
         GuidedGradCAM,
         Occlusion,
+        ACoL,
         ReciproCAM,
         ViTReciproCAM,
     )
@@ -51,6 +53,7 @@ def get_method(name: str | CamMethod) -> CamMethod:
 
 
 __all__ = [
+    "ACoL",
     "CAM",
     "METHODS",
     "AblationCAM",

@@ -36,6 +36,7 @@ class LayerOutputs:
     gradients: np.ndarray | None = None
     cam_weights: np.ndarray | None = None
     input_gradients: np.ndarray | None = None
+    native_maps: np.ndarray | None = None  # (N, K, h, w): the model's own class maps, e.g. ACoL's
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class CamMethod:
     needs_gradients: ClassVar[bool] = True
     needs_cam_weights: ClassVar[bool] = False
     input_gradient_rule: ClassVar[str | None] = None
+    native_maps: ClassVar[str | None] = None  # fetch this (N, K, h, w) class-map output (ACoL's)
     weightings: ClassVar[tuple[str, ...]] = WEIGHTINGS
     single_pass: ClassVar[bool] = True
 
