@@ -150,7 +150,7 @@ def run_augment(args: argparse.Namespace) -> int:
     cam_ready = augment_classifier(
         args.model, layers, args.out, logits=logits, reshape=reshape, input_shape=input_shape,
         input_layout=args.input_layout, layout=args.layout, preprocessing=preprocessing,
-        log=lambda line: print(f"note: {line}", file=sys.stderr),
+        log=lambda line: print(f"note: {line}", file=sys.stderr), target=args.target,
     )
     recorded = _recorded_preprocessing(cam_ready)
     print(f"wrote {args.out} (layers: {', '.join(layers)})")
@@ -327,6 +327,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     augment.add_argument(
         "--prefix-tokens", type=int, default=1,
         help="with --reshape: leading tokens that are not patches (class, distillation, registers)",
+    )
+    augment.add_argument(
+        "--target", choices=TARGET_CHOICES, default="logit",
+        help=TARGET_HELP + " (augment writes logit, probability and segmentation; detectors export from torch)",
     )
     augment.set_defaults(func=run_augment)
 

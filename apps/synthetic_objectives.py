@@ -86,7 +86,12 @@ class MultiLabel(SingleLabel):
         return {"label_accuracy": 100.0 * float(((logits > 0) == (targets > 0.5)).float().mean())}
 
 
-OBJECTIVES: dict[str, SingleLabel] = {"synthetic_acol": ACoLObjective(), "synthetic_multilabel": MultiLabel()}
+OBJECTIVES: dict[str, SingleLabel] = {
+    "synthetic_acol": ACoLObjective(),
+    "synthetic_multilabel": MultiLabel(),
+    "synthetic_segmenter": SegmentationObjective(),
+    "synthetic_detector": DetectionObjective(),
+}
 
 
 def objective_for(arch: str) -> SingleLabel:

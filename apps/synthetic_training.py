@@ -130,7 +130,9 @@ def held_out_metrics(
 ) -> tuple[float, dict[str, float]]:
     """``(accuracy, other metrics)`` in percent of ``model`` in eval mode under ``objective``."""
     model.eval()
-    logits = torch.cat([model(images[start : start + batch_size]) for start in range(0, len(images), batch_size)])
+    logits = torch.cat(
+        [objective.predict(model, images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
+    )
     return 100.0 * objective.correct(logits, targets) / max(len(images), 1), objective.test_metrics(logits, targets)
 
 

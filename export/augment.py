@@ -37,9 +37,14 @@ from onnxcam.contract import (
     INPUT,
     LOGITS,
     METADATA_KEY,
+    TARGET_CLASS,
+    TARGET_MASK,
+    TARGET_SCORE,
     LayerInfo,
     ModelMetadata,
     Preprocessing,
+    TargetInfo,
+    TargetInput,
     activations_name,
     cam_weights_name,
     gradients_name,
@@ -72,6 +77,7 @@ from onnxcam.graph import (
 )
 
 __all__ = [
+    "AUGMENT_TARGETS",
     "TOKENS_TO_GRID",
     "LayerCandidate",
     "TokenGrid",
@@ -81,6 +87,11 @@ __all__ = [
     "model_input_size",
     "softmax_input",
 ]
+
+AUGMENT_TARGETS = ("logit", "probability", "segmentation")
+"""The built-in targets (``onnxcam.export.targets``) augment writes: their seeds on the model's
+output have a closed form. A detection's box score also differentiates the IoU through the boxes:
+export detectors from torch."""
 
 # The rules assume opset 13 semantics or later (axes/split/pads as inputs, single-axis Softmax).
 MIN_OPSET = 13
@@ -151,6 +162,7 @@ def _prepare(
     input_shape: Sequence[int] | None,
     input_layout: str,
     log: Log,
+    target: str = "logit",
 ) -> _Prepared:
     proto, arch = _load(model)
     graph = proto.graph
@@ -166,7 +178,7 @@ def _prepare(
     preprocessing, run_shape = fix_input_shape(graph, preprocessing, input_shape, layout)
     _reset_outputs(graph)
     types = measure_unknown_shapes(proto, _infer_types(proto), run_shape, log)
-    batch, num_classes = _check_logits(types)
+    batch, num_classes = _check_logits(types, target)
     return _Prepared(proto, arch, renamed, preprocessing, types, batch, num_classes)
 
 
@@ -182,6 +194,7 @@ def augment_classifier(
     input_layout: str = "auto",
     layout: str | Mapping[str, str] = "auto",
     log: Log | None = None,
+    target: str = "logit",
 ) -> onnx.ModelProto:
     """Make an ONNX classifier CAM-ready by differentiating its graph.
 
@@ -209,6 +222,13 @@ def augment_classifier(
     as ``export_cam_model``'s ``reshape=`` does (such layers have no ``cam_weights``). ``log``
     receives one line per decision made for the caller (layouts, measured shapes).
 
+    ``target``: what is differentiated, one of :data:`AUGMENT_TARGETS`, as the torch route's
+    targets of the same names (``onnxcam.export.targets``): ``logit`` (default), ``probability``
+    (softmax of ``(N, K)`` logits) or ``segmentation`` (for ``(N, K, H, W)`` outputs: class ``c``
+    summed over the added input ``target_mask`` ``(N, H, W)``, ``c = -1`` the class largest over
+    the mask); the last two add the outputs ``target/score`` and ``target/class_index`` and no
+    ``cam_weights``.
+
     The graph resolves ``class_index`` = ``TOP1_CLASS`` (any negative value) to the argmax of its
     own logits, seeds ``onehot(class_index) @ logits`` and writes dy^c/dA for every target A.
 
@@ -219,11 +239,18 @@ def augment_classifier(
     >>> cam_ready = augment_classifier("resnet.onnx", "/layer4/layer4.1/relu_1/Relu_output_0",
     ...                                "resnet_cam.onnx")  # doctest: +SKIP
     """
+    if target not in AUGMENT_TARGETS:
+        detection = " (a detection target needs torch: export_cam_model(..., target=DetectionBoxScore()))"
+        raise ValueError(
+            f"augment writes the targets {', '.join(AUGMENT_TARGETS)}; got {target!r}"
+            + (detection if target == "detection" else "")
+        )
+    kind = target  # ``target`` names each layer in the loops below
     log = log or (lambda line: None)
     targets = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))
     if not targets:
         raise ValueError("no target layer given")
-    prepared = _prepare(model, targets, logits, preprocessing, input_shape, input_layout, log)
+    prepared = _prepare(model, targets, logits, preprocessing, input_shape, input_layout, log, kind)
     proto, types, batch = prepared.proto, prepared.types, prepared.batch
     graph = proto.graph
     targets_in_graph = {target: prepared.renamed.get(target, target) for target in targets}
@@ -242,9 +269,11 @@ def augment_classifier(
     }
     builder = BackwardBuilder(default_opset(proto), forward)
     region, on_path = _differentiated_region(graph, set(targets_in_graph.values()), types)
-    grads = _pull_back(builder, region, on_path, _seed(builder, prepared.num_classes))
+    seed, score, explained = _target_seed(builder, kind, prepared.num_classes)
+    grads = _pull_back(builder, region, on_path, seed)
 
-    outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, [batch, prepared.num_classes])]
+    output_dims = list(types[LOGITS].dims[1:])
+    outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, [batch, *output_dims])]
     layer_infos = []
     for target, tensor in targets_in_graph.items():
         shape = shapes[target]
@@ -254,7 +283,7 @@ def augment_classifier(
             activations = _tokens_to_grid(builder, activations, grids[target], shape)
             gradients = _tokens_to_grid(builder, gradients, grids[target], shape)
         else:
-            pooled = _cam_weights_source(forward, tensor, layouts[target])
+            pooled = _cam_weights_source(forward, tensor, layouts[target]) if kind == "logit" else None
             if layouts[target] == CHANNELS_LAST:
                 builder.scope = "channels_first"
                 activations = builder.op("Transpose", activations, perm=[0, 3, 1, 2])
@@ -271,6 +300,7 @@ def augment_classifier(
     # Forward nodes, then backward nodes, then the output Identities: a topological order.
     builder.add_to(graph)
     graph.input.append(helper.make_tensor_value_info(CLASS_INDEX, TensorProto.INT64, [batch]))
+    target_inputs = _add_target_io(builder, graph, outputs, kind, batch, output_dims, score, explained)
     graph.output.extend(outputs)
     _prune(graph)
 
@@ -280,6 +310,7 @@ def augment_classifier(
         preprocessing=prepared.preprocessing,
         arch=prepared.arch,
         exporter={"onnxcam": onnxcam.__version__, "onnx": onnx.__version__},
+        target=TargetInfo(kind, target_inputs),
     )
     set_metadata_prop(proto, METADATA_KEY, metadata.to_json())
 
@@ -450,12 +481,21 @@ def _infer_types(proto: onnx.ModelProto) -> dict[str, TensorType]:
     return types
 
 
-def _check_logits(types: dict[str, TensorType]) -> tuple[str, int]:
+def _check_logits(types: dict[str, TensorType], target: str = "logit") -> tuple[str, int]:
+    """(batch dimension, K) of the differentiated output: ``(N, K)`` logits, or ``(N, K, H, W)``
+    per-pixel scores for the segmentation target, static but for N."""
     logits = types.get(LOGITS)
-    if logits is None or logits.dims is None or len(logits.dims) != 2 or not isinstance(
-        logits.dims[1], int
+    rank = 4 if target == "segmentation" else 2
+    if logits is None or logits.dims is None or len(logits.dims) != rank or not all(
+        isinstance(d, int) for d in logits.dims[1:]
     ):
-        raise ValueError(f"the logits must be (N, K) with a static K, shape inference gives {logits}")
+        if rank == 2:
+            raise ValueError(f"the logits must be (N, K) with a static K, shape inference gives {logits}")
+        classifier = logits is not None and logits.dims is not None and len(logits.dims) == 2
+        raise ValueError(
+            f"the segmentation target needs per-pixel scores (N, K, H, W) with static K, H, W; shape "
+            f"inference gives {logits}" + (": a classifier takes target 'logit' or 'probability'" if classifier else "")
+        )
     batch = types[INPUT].dims[0]
     if isinstance(logits.dims[0], int):
         raise ValueError(
@@ -546,14 +586,64 @@ def _elem_type(types: dict[str, TensorType], name: str) -> int:
     return types[name].elem_type if name in types else TensorProto.FLOAT
 
 
-def _seed(b: BackwardBuilder, num_classes: int) -> str:
-    """onehot(class_index), with a negative index replaced by the argmax of the logits."""
-    b.scope = "seed"
-    top1 = b.op("ArgMax", LOGITS, axis=1, keepdims=0)
-    # Any negative index (the contract's TOP1_CLASS is -1) asks for the top-1 class.
+def _one_hot(b: BackwardBuilder, scores: str, num_classes: int) -> tuple[str, str]:
+    """(onehot(class_index) (N, K) float, the class (N,)), a negative index (the contract's
+    TOP1_CLASS is -1) replaced by the argmax of ``scores`` (N, K)."""
+    top1 = b.op("ArgMax", scores, axis=1, keepdims=0)
     chosen = b.op("Where", b.op("Less", CLASS_INDEX, b.const(np.int64(0))), top1, CLASS_INDEX)
     equal = b.op("Equal", b.op("Unsqueeze", chosen, b.ints([1])), b.ints(np.arange(num_classes)))
-    return b.op("Cast", equal, to=TensorProto.FLOAT)
+    return b.op("Cast", equal, to=TensorProto.FLOAT), chosen
+
+
+def _target_seed(b: BackwardBuilder, target: str, num_classes: int) -> tuple[str, str | None, str | None]:
+    """(d target / d logits, the target's value (N,) or None, the explained class (N,) or None):
+
+    - logit: onehot(c), the seed the graph always had;
+    - probability: d p_c / d y = p_c (onehot(c) - p), with p = softmax(y);
+    - segmentation: d (sum_ij S^c_ij m_ij) / d S = onehot(c) m, c = -1 the class largest over m.
+    """
+    b.scope = "seed"
+    if target == "logit":
+        return _one_hot(b, LOGITS, num_classes)[0], None, None
+    if target == "probability":
+        probabilities = b.op("Softmax", LOGITS, axis=1)
+        one_hot, chosen = _one_hot(b, LOGITS, num_classes)
+        chosen_probability = b.op("ReduceSum", b.op("Mul", probabilities, one_hot), b.ints([1]), keepdims=1)
+        seed = b.op("Mul", chosen_probability, b.op("Sub", one_hot, probabilities))
+        return seed, b.op("Squeeze", chosen_probability, b.ints([1])), chosen
+    mask = b.op("Unsqueeze", TARGET_MASK, b.ints([1]))  # (N, 1, H, W)
+    sums = b.op("ReduceSum", b.op("Mul", LOGITS, mask), b.ints([2, 3]), keepdims=0)  # (N, K)
+    one_hot, chosen = _one_hot(b, sums, num_classes)
+    seed = b.op("Mul", b.op("Unsqueeze", one_hot, b.ints([2, 3])), mask)
+    return seed, b.op("ReduceSum", b.op("Mul", sums, one_hot), b.ints([1]), keepdims=0), chosen
+
+
+def _add_target_io(
+    b: BackwardBuilder,
+    graph: onnx.GraphProto,
+    outputs: list,
+    target: str,
+    batch: str,
+    output_dims: list[int],
+    score: str | None,
+    explained: str | None,
+) -> tuple[TargetInput, ...]:
+    """The target's graph input (a segmentation mask) and its outputs ``target/score`` and
+    ``target/class_index``; returns the inputs for the metadata."""
+    inputs: tuple[TargetInput, ...] = ()
+    if target == "segmentation":
+        inputs = (TargetInput(TARGET_MASK, tuple(output_dims[1:])),)
+        graph.input.append(helper.make_tensor_value_info(TARGET_MASK, TensorProto.FLOAT, [batch, *output_dims[1:]]))
+    if score is not None:
+        b.scope = "outputs"
+        b.op("Identity", score, output=TARGET_SCORE)
+        b.op("Identity", explained, output=TARGET_CLASS)
+        b.add_to(graph)
+        outputs += [
+            helper.make_tensor_value_info(TARGET_SCORE, TensorProto.FLOAT, [batch]),
+            helper.make_tensor_value_info(TARGET_CLASS, TensorProto.INT64, [batch]),
+        ]
+    return inputs
 
 
 def _pull_back(

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from onnxcam.contract import Preprocessing
+from onnxcam.export.synthetic_detector import SyntheticDetector
+from onnxcam.export.synthetic_segmenter import SyntheticSegmenter
 from onnxcam.export.zoo._init import init_like_torchvision
 from onnxcam.export.zoo.resnet import BasicBlock
 
@@ -133,6 +135,8 @@ class SyntheticArch:
     # An export of its own, (loaded model, out, input_gradients) -> path, where the plain
     # classifier's does not fit (ACoL's maps as an output).
     export: Callable[[LoadedSyntheticModel, Path, Sequence[str]], Path] | None = None
+    # What export-synthetic differentiates by default (onnxcam.export.targets.TARGETS).
+    target: str = "logit"
 
 
 SYNTHETIC_ARCHITECTURES: dict[str, SyntheticArch] = {
@@ -149,6 +153,18 @@ SYNTHETIC_ARCHITECTURES: dict[str, SyntheticArch] = {
             "synthetic_acol", lambda k, size: _acol_module().SyntheticACoL(k), "layer3",
             TrainingRecipe(epochs=5, images_per_epoch=4000, batch_size=32, learning_rate=4e-3),
             export=lambda loaded, out, rules: _acol_module().export_synthetic_acol(loaded, out, rules),
+        ),
+        # Per-pixel logits (1 + K channels, background first) and a CenterNet-style detector,
+        # explained through SegmentationRegion and DetectionBoxScore (onnxcam.export.targets).
+        SyntheticArch(
+            "synthetic_segmenter", lambda k, size: SyntheticSegmenter(k), "layer3",
+            TrainingRecipe(epochs=3, images_per_epoch=3000, batch_size=32, learning_rate=3e-3),
+            target="segmentation",
+        ),
+        SyntheticArch(
+            "synthetic_detector", lambda k, size: SyntheticDetector(k), "layer3",
+            TrainingRecipe(epochs=5, images_per_epoch=4000, batch_size=32, learning_rate=4e-3),
+            target="detection",
         ),
         # synthetic_resnet trained multi-label (sigmoid, BCE) on the multi-object set.
         SyntheticArch(
@@ -228,16 +244,27 @@ def load_synthetic_checkpoint(path: str | os.PathLike) -> LoadedSyntheticModel:
 
 
 def export_synthetic_model(
-    checkpoint: str | os.PathLike, out: str | os.PathLike, input_gradients: Sequence[str] = ()
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    input_gradients: Sequence[str] = (),
+    target: str | None = None,
 ) -> Path:
     """Export a synthetic-model checkpoint CAM-ready at its target layer; returns ``out``.
 
     ``input_gradients``: backward rules (``plain``, ``guided``, ``deconvnet``) whose input gradients
-    the file also computes, on every call (see ``export_cam_model``).
+    the file also computes, on every call (see ``export_cam_model``). ``target``: a built-in
+    target's name (``onnxcam.export.targets.TARGETS``); default the architecture's own
+    (``segmentation`` for ``synthetic_segmenter``, ``detection`` for ``synthetic_detector``,
+    ``logit`` for the classifiers).
     """
     from onnxcam.export.cam_export import export_cam_model
+    from onnxcam.export.targets import target_by_name
 
     loaded = load_synthetic_checkpoint(checkpoint)
+    target_name = target or loaded.arch.target
+    class_labels = loaded.class_names
+    if target_name == "segmentation" and loaded.arch.target == "segmentation":
+        class_labels = ("background", *class_labels)  # channel 0 of the per-pixel logits
     if loaded.arch.export is not None:
         return loaded.arch.export(loaded, Path(out), input_gradients)
     return export_cam_model(
@@ -246,7 +273,8 @@ def export_synthetic_model(
         [loaded.arch.target_layer],
         out,
         preprocessing=loaded.preprocessing,
-        class_labels=loaded.class_names,
+        class_labels=class_labels,
         arch=loaded.arch.name,
         input_gradients=input_gradients,
+        target=target_by_name(target_name),
     )
