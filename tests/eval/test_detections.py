@@ -142,3 +142,12 @@ def test_sweep_scores_every_setting_and_names_the_best():
     assert "AP/0" in table.columns
     assert predicted_classes(np.array([0.2, 0.9, 0.6, 0.7]), top_k=2) == [1, 3]
     assert predicted_classes(np.array([0.2, 0.3])) == [1]
+
+
+def test_doctests_run():
+    import doctest
+
+    from onnxcam.eval import boxes, detection_ap, detections
+
+    for module in (boxes, detections, detection_ap):
+        assert doctest.testmod(module).failed == 0
