@@ -80,9 +80,16 @@ demo: $(DEMO_STAMP)
 # METHOD_BUDGET (seconds per method and model) is a safety net sized to let every method run on
 # all 2,000 images on such a machine; a slower machine cuts the slowest methods to a prefix of the
 # images, and the report gives n for every row. Reruns resume: finished result files are kept.
+# The map metrics (issue 16: threshold-free localization, faithfulness, ROAD, sanity) come with
+# every method; faithfulness and ROAD cost extra forward passes (0.07 and 0.35 CPU s per map on
+# synthetic_resnet), so each gets METRICS_BUDGET seconds per method and model: the prefix of the
+# images it pays for, in chunks of 10 (about 50-150 images for faithfulness, 10-30 for ROAD; the report
+# gives their n), and the sanity step sizes its sample by it too. docs/localization_report.md has
+# the estimate of the whole run (~44 min on an idle 2-core machine).
 REPORT := reports/localization
 REPORT_MODELS := $(REPORT)/models
 METHOD_BUDGET ?= 400
+METRICS_BUDGET ?= 5
 INPUT_GRADIENTS := plain,guided,deconvnet
 SYNTHETIC_MODELS := synthetic_resnet synthetic_vgg
 REPORT_FILES := $(foreach m,$(SYNTHETIC_MODELS) efficientnet_lite0,$(REPORT_MODELS)/$(m).onnx)
@@ -97,9 +104,10 @@ $(REPORT_MODELS)/efficientnet_lite0.onnx: $(STAMP)
 report: $(STAMP)
 	$(MAKE) --no-print-directory -j$(CORES) $(REPORT_FILES)
 	$(PY) -m onnxcam eval $(foreach m,$(SYNTHETIC_MODELS),$(REPORT_MODELS)/$(m).onnx) \
-		--dataset synthetic --images 2000 --method-budget $(METHOD_BUDGET) --out $(REPORT) --no-report
+		--dataset synthetic --images 2000 --chunk 10 --method-budget $(METHOD_BUDGET) \
+		--metrics-budget $(METRICS_BUDGET) --out $(REPORT) --no-report
 	$(PY) -m onnxcam eval $(REPORT_MODELS)/efficientnet_lite0.onnx --dataset demo-photos --chunk 1 \
-		--method-budget $(METHOD_BUDGET) --out $(REPORT)
+		--method-budget $(METHOD_BUDGET) --metrics-budget $(METRICS_BUDGET) --out $(REPORT)
 
 # Model behaviour pages (issue 21, docs/inspect.md): synthetic_resnet on 1,000 synthetic held-out
 # images and EfficientNet-Lite0 on the demo photos, each exported with the plain input gradients

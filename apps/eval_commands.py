@@ -15,6 +15,8 @@ from onnxcam.atomic_write import write_text_atomically
 # onnxcam.eval.scoring.PROTOCOLS, named here so that registering the commands does not import the
 # evaluation's dependencies (OpenCV, numba: the eval extra); a test checks the two agree.
 PROTOCOLS = ("wsol", "native")
+# onnxcam.eval.chunk_metrics.METRIC_GROUPS, likewise (tests/eval/test_eval_metrics.py checks the two agree).
+METRIC_GROUPS = ("localization", "faithfulness", "road", "sanity")
 
 SCORE_HELP = """\
 Score 2-D heatmaps against WSOL-eval metadata and write OUT/metrics.json (numbers in percent).
@@ -59,7 +61,8 @@ abs-weights, on the synthetic held-out set, the demo photos or an annotated fold
 --class-map FILE (dataset_label,model_class_index per line) maps labels that are not the model's
 class indices; an image with objects of several classes is evaluated once per class. Per-image
 results are written as
-they are computed under OUT/runs/<set>/<model>/ and a rerun resumes where it stopped; then OUT gets
+they are computed under OUT/runs/<set>/<model>/ and a rerun resumes where it stopped, on either
+engine (--engine ray: a Ray cluster, docs/evaluation_at_scale.md); then OUT gets
 metrics.csv, diagnostics.csv, report.md and report.html with bootstrap 95% intervals."""
 
 
@@ -79,6 +82,18 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--method-budget", type=float, metavar="S",
         help="seconds a method may take per model; slower methods run on a prefix of the images",
+    )
+    parser.add_argument(
+        "--metrics", default=",".join(METRIC_GROUPS), metavar="GROUPS",
+        help="map metrics besides the boxes, comma-separated: localization (pointing game, energy, rank "
+        "accuracy, pixel AUC, sparseness), faithfulness (Average Drop, Increase in Confidence, deletion, "
+        "insertion), road (ROAD combined), sanity (cascading randomization and random logit, per model); "
+        "'none' for boxes only (default: all)",
+    )
+    parser.add_argument(
+        "--metrics-budget", type=float, metavar="S",
+        help="seconds per method and model for each of faithfulness and road (default: --method-budget); "
+        "past it they run on a prefix of the method's images",
     )
     parser.add_argument(
         "--workers", type=int, help="worker processes that explain and score (default: one per core; 0: none)"
@@ -118,7 +133,8 @@ def run_eval(args: argparse.Namespace) -> int:
             run = EvaluationRun(
                 path, data, args.out, layer=args.layer, methods=args.method, step=args.step, chunk_size=args.chunk,
                 method_budget_s=args.method_budget, workers=args.workers, engine=engine,
-                skip_missing=args.skip_missing, progress=not args.quiet,
+                skip_missing=args.skip_missing, progress=not args.quiet, metrics=metric_groups(args.metrics),
+                metrics_budget_s=args.metrics_budget,
             )
             if run.state.get("skipped_images"):
                 print(f"{path}: {len(run.state['skipped_images'])} unreadable images left out (listed in run.json)")
@@ -130,6 +146,17 @@ def run_eval(args: argparse.Namespace) -> int:
         metrics = write_report(args.out, n_resamples=args.resamples, progress=not args.quiet)
         print(f"wrote {args.out / 'metrics.csv'} ({len(metrics)} rows), report.md, report.html")
     return 0
+
+
+def metric_groups(text: str) -> tuple[str, ...]:
+    """``--metrics`` as groups: comma-separated names of :data:`METRIC_GROUPS`, or ``none``."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["none"]:
+        return ()
+    unknown = sorted(set(names) - set(METRIC_GROUPS))
+    if unknown or not names:
+        raise ValueError(f"--metrics {text!r}: name some of {', '.join(METRIC_GROUPS)}, or none")
+    return tuple(names)
 
 
 def _engine(args: argparse.Namespace):

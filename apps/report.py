@@ -2,9 +2,11 @@
 
 Writes, in ``OUT``: ``metrics.csv`` (tidy: dataset, model, layer, method, weighting, metric, value,
 ci_low, ci_high, n), ``diagnostics.csv`` (same columns: negative channel weights, how often abs
-changes the box), ``report.md`` and ``report.html`` (the same tables), ``curves_<set>_<model>.png``
-(box accuracy against the map threshold) and ``overlays/`` (the images where ``relu`` and ``abs``
-disagree most). Metrics are percentages; intervals are percentile bootstraps over images
+changes the box), ``report.md`` and ``report.html`` (the same content: the answer first, per model
+``answer_<set>_<model>.png`` and computed findings, then the tables with the best weighting of each
+row marked; the map metrics' sections come from :mod:`onnxcam.apps.report_metrics`, with
+``sanity_<set>_<model>.png``), ``curves_<set>_<model>.png`` (box accuracy against the map
+threshold) and ``overlays/`` (the images where ``relu`` and ``abs`` disagree most). Metrics are percentages; intervals are percentile bootstraps over images
 (:mod:`onnxcam.eval.bootstrap`, 1000 resamples, the same resamples for every variant of a run).
 """
 
@@ -20,6 +22,17 @@ import numpy as np
 import pandas as pd
 
 from onnxcam.atomic_write import write_atomically, write_text_atomically
+from onnxcam.apps.report_metrics import (
+    answer_figure,
+    findings,
+    load_sanity,
+    map_metric_rows,
+    marked_table,
+    sanity_figure,
+    sanity_reading,
+    sanity_rows,
+    with_pass_groups,
+)
 from onnxcam.eval.boxes import box_iou
 from onnxcam.eval.bootstrap import (
     N_RESAMPLES,
@@ -51,6 +64,7 @@ class RunResults:
     variants: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     skipped_images: list[str] = field(default_factory=list)  # ids left out as unreadable (--skip-missing)
+    sanity: dict[str, np.ndarray] | None = None  # sanity/sanity.npz (onnxcam.eval.sanity_step)
 
     @property
     def dataset(self) -> str:
@@ -70,7 +84,7 @@ def _concatenated(paths: list[Path]) -> dict[str, np.ndarray]:
     for path in sorted(paths):
         with np.load(path) as chunk:
             for key in chunk.files:
-                if key != "start":
+                if key != "start" and not key.startswith("seconds__"):  # seconds: one number per chunk
                     parts.setdefault(key, []).append(chunk[key])
     return {key: np.concatenate(values) for key, values in parts.items()}
 
@@ -98,12 +112,13 @@ def load_run(folder: str | os.PathLike) -> RunResults:
             continue
         # A method cut to a prefix by its budget may have chunks past it (scored while it was sized).
         chunks = [path for path in (folder / "chunks" / method).glob("*.npz") if int(path.stem) < status["n"]]
-        arrays = _concatenated(chunks)
+        arrays = with_pass_groups(_concatenated(chunks), folder / "chunks" / method, status)
         for weighting in state["config"]["weightings"]:
             prefix = f"{weighting}__"
             variant = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
             if variant:
                 results.variants[method, weighting] = variant
+    results.sanity = load_sanity(folder)
     return results
 
 
@@ -180,27 +195,23 @@ def _cell(row: pd.Series) -> str:
     return f"{row['value']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
 
 
-def comparison_table(metrics: pd.DataFrame, metric: str) -> tuple[list[str], list[list[str]]]:
-    """Rows (dataset, model, method, n) x columns (weightings) of ``metric`` with intervals."""
-    chosen = metrics[metrics["metric"] == metric]
-    weightings = list(dict.fromkeys(chosen["weighting"]))
-    header = ["dataset", "model", "method", "n"] + weightings
-    body = []
-    for (dataset, model, method), group in chosen.groupby(["dataset", "model", "method"], sort=False):
-        cells = {row["weighting"]: _cell(row) for _, row in group.iterrows()}
-        body.append([dataset, model, method, str(int(group["n"].iloc[0]))] + [cells.get(w, "") for w in weightings])
-    return header, body
-
-
 def _markdown_table(header: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines)
 
 
+def _html_cell(text: str) -> str:
+    """A table cell; markdown's ``**bold**`` (a clearly best weighting) in bold."""
+    if text.startswith("**") and "**" in text[2:]:
+        bold, rest = text[2:].split("**", 1)
+        return f"<b>{html.escape(bold)}</b>{html.escape(rest)}"
+    return html.escape(text)
+
+
 def _html_table(header: list[str], body: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    rows = "".join("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>" for row in body)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
@@ -294,6 +305,10 @@ def write_report(out: str | os.PathLike, n_resamples: int = N_RESAMPLES, progres
     jobs = [(run, m, w) for run in runs for (m, w) in run.variants]
     for run, method, weighting in tqdm(jobs, desc="bootstrap intervals", disable=not progress):
         rows += variant_metrics(run, method, weighting, n_resamples)
+        rows += map_metric_rows(run, method, weighting, n_resamples)
+    for run in runs:
+        if run.sanity is not None:
+            rows += sanity_rows(run, run.sanity, n_resamples)
     for run in runs:
         diagnostics += diagnostic_rows(run, n_resamples)
     metrics = pd.DataFrame(rows, columns=COLUMNS)
@@ -302,14 +317,21 @@ def write_report(out: str | os.PathLike, n_resamples: int = N_RESAMPLES, progres
     write_atomically(out / "diagnostics.csv", lambda temporary: diag.to_csv(temporary, index=False, float_format="%.4f"))
     plots = [plot_curves(run, out / f"curves_{run.dataset}_{run.model}.png").name for run in runs]
     overlays = [item for run in runs for item in disagreement_overlays(run, out)]
-    sections = _sections(runs, metrics, diag, plots, overlays)
+    answers = [
+        (run, answer_figure(metrics, run.dataset, run.model, out / f"answer_{run.dataset}_{run.model}.png")) for run in runs
+    ]
+    sanity_plots = [
+        (run, sanity_figure(run, run.sanity, out / f"sanity_{run.dataset}_{run.model}.png")) for run in runs if run.sanity is not None
+    ]
+    sections = _sections(runs, metrics, diag, plots, overlays, answers, sanity_plots)
     write_text_atomically(out / "report.md", _render_markdown(sections))
     write_text_atomically(out / "report.html", _render_html(sections))
     return metrics
 
 
-def _sections(runs, metrics, diag, plots, overlays) -> list[tuple[str, list]]:
-    """The report as ``(title, blocks)``; a block is text, ``("table", header, body)`` or ``("image", path, caption)``."""
+def _sections(runs, metrics, diag, plots, overlays, answers=(), sanity_plots=()) -> list[tuple[str, list]]:
+    """The report as ``(title, blocks)``; a block is text, ``("table", header, body)``, ``("list", items)``
+    or ``("image", path, caption)``."""
     models_header = ["dataset", "model", "layer", "images", "top-1 accuracy", "threshold step", "notes"]
     models_body = []
     for run in runs:
@@ -330,13 +352,15 @@ def _sections(runs, metrics, diag, plots, overlays) -> list[tuple[str, list]]:
         f"intervals over images ({N_RESAMPLES} resamples). n: images scored."
     )
     sections: list[tuple[str, list]] = [
-        ("Localization report", [intro]),
+        ("Localization report", _answer_blocks(metrics, answers)),
+        ("How it is measured", [intro]),
         ("Models", [("table", models_header, models_body)]),
-        (f"{HEADLINE} (headline)", [("table", *comparison_table(metrics, HEADLINE))]),
+        (f"{HEADLINE} (headline)", [MARK_NOTE, ("table", *marked_table(metrics, HEADLINE))]),
     ]
     for metric in ("MaxBoxAcc", "gt_known_loc_0.15", "top1_loc_0.15", "PxAP"):
         if (metrics["metric"] == metric).any():
-            sections.append((metric, [("table", *comparison_table(metrics, metric))]))
+            sections.append((metric, [("table", *marked_table(metrics, metric))]))
+    sections += _map_metric_sections(metrics, sanity_plots)
     diag_body = [
         [r["dataset"], r["model"], r["method"], r["weighting"], r["metric"], _cell(r), str(int(r["n"]))]
         for _, r in diag.iterrows()
@@ -356,6 +380,86 @@ def _sections(runs, metrics, diag, plots, overlays) -> list[tuple[str, list]]:
     return sections
 
 
+MARK_NOTE = (
+    "In every table, * marks the best weighting of a row, in bold where its 95% interval is disjoint "
+    "from every other weighting's; n: images scored (a/b where weightings differ)."
+)
+
+
+def _answer_blocks(metrics: pd.DataFrame, answers) -> list:
+    """The report's opening: per model its figure and the computed findings, abs and abs-weights
+    each against relu."""
+    blocks: list = [
+        "Does abs in place of the Grad-CAM paper's ReLU give better maps? Per model: every method's "
+        "box accuracy (MaxBoxAccV2), pointing game, deletion and insertion AUC and Average Drop under "
+        "relu, abs and abs-weights, with 95% bootstrap intervals, then what the numbers say."
+    ]
+    for run, figure in answers:
+        if figure is not None:
+            blocks.append(("image", figure.name, f"{run.model} on {run.dataset}"))
+        for versus in ("abs", "abs-weights"):
+            head, items = findings(metrics, run.dataset, run.model, versus)
+            if items:
+                blocks += [head, ("list", items)]
+    return blocks
+
+
+def _map_metric_sections(metrics: pd.DataFrame, sanity_plots) -> list[tuple[str, list]]:
+    """Threshold-free localization, faithfulness and sanity checks, where the runs have them."""
+    from onnxcam.apps.report_metrics import MAP_METRICS
+
+    sections: list[tuple[str, list]] = []
+    present = set(metrics["metric"])
+    localization = [m for m, group in MAP_METRICS.items() if group == "localization" and m in present]
+    if localization:
+        blocks: list = [
+            "pointing_game: the map's peak on the object; energy_pointing_game: share of the map's mass on "
+            "it; relevance_rank_accuracy: share of the |object| top pixels on it; pixel_auc: ROC AUC of "
+            "the map as a pixel classifier; sparseness: Gini index (x100). Objects from the masks, else the boxes."
+        ]
+        for metric in localization:
+            blocks += [metric, ("table", *marked_table(metrics, metric))]
+        sections.append(("Localization without thresholds", blocks))
+    faithfulness = [m for m, group in MAP_METRICS.items() if group in ("faithfulness", "road") and m in present]
+    if faithfulness:
+        blocks = [
+            "Extra forward passes on the graph cut to the logits, on the map at the model's input size: "
+            "average_drop (lower is better) and increase_in_confidence (Grad-CAM++), deletion (lower is "
+            "better) and insertion AUC x100 (RISE, as torchcam: 20 steps, baseline 0), road_combined x100 "
+            "((LeRF - MoRF) / 2, pytorch-grad-cam). These rows have their own n: past the metrics budget "
+            "they run on a prefix of the method's images."
+        ]
+        for metric in faithfulness:
+            blocks += [metric, ("table", *marked_table(metrics, metric))]
+        sections.append(("Faithfulness", blocks))
+    sanity_blocks: list = []
+    for run, figure in sanity_plots:
+        sanity_blocks.append(("image", figure.name, f"{run.model} on {run.dataset}: similarity to the original maps"))
+        text = sanity_reading(metrics, run.dataset, run.model)
+        if text:
+            sanity_blocks.append(text)
+    final = sorted(m for m in present if m.startswith("randomized_spearman_"))
+    if final:
+        table = metrics[metrics["metric"].isin([final[-1], "random_logit_spearman"])]
+        weightings = [w for w in ("relu", "abs", "abs-weights", "none") if (table["weighting"] == w).any()]
+        body = []
+        for (dataset, model, method, check), group in table.groupby(["dataset", "model", "method", "metric"], sort=False):
+            cells = {r["weighting"]: f"{r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]" for _, r in group.iterrows()}
+            body.append([dataset, model, method, check, str(int(group["n"].max())), *[cells.get(w, "") for w in weightings]])
+        sanity_blocks.append((
+            "table", ["dataset", "model", "method", "Spearman to the original", "n", *weightings], body
+        ))
+    if sanity_blocks:
+        intro = (
+            "Adebayo et al. (2018): the model's layers are randomized from the logits down and each "
+            "method's maps compared with the original model's (Spearman rank correlation of |map|; SSIM "
+            "in metrics.csv); a method that explains the model loses the similarity. The random-logit "
+            "check explains another class instead: a class-sensitive map changes."
+        )
+        sections.append(("Sanity checks", [intro, *sanity_blocks]))
+    return sections
+
+
 def _render_markdown(sections) -> str:
     parts = []
     for level, (title, blocks) in enumerate(sections):
@@ -365,6 +469,8 @@ def _render_markdown(sections) -> str:
                 parts.append(block)
             elif block[0] == "table":
                 parts.append(_markdown_table(block[1], block[2]))
+            elif block[0] == "list":
+                parts.append("\n".join(f"- {item}" for item in block[1]))
             else:
                 parts.append(f"![{block[2]}]({block[1]})\n\n{block[2]}")
     return "\n\n".join(parts) + "\n"
@@ -380,6 +486,8 @@ def _render_html(sections) -> str:
                 parts.append(f"<p>{html.escape(block)}</p>")
             elif block[0] == "table":
                 parts.append(_html_table(block[1], block[2]))
+            elif block[0] == "list":
+                parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block[1]) + "</ul>")
             else:
                 parts.append(f'<figure><img src="{html.escape(block[1])}"><figcaption>{html.escape(block[2])}</figcaption></figure>')
     style = (

@@ -17,7 +17,7 @@ Arrays are keyed ``<weighting>__<name>``; each file is written atomically (:func
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -147,17 +147,30 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def score_chunk(
-    path: Path, start: int, variants: dict[str, tuple[np.ndarray, list[np.ndarray]]], truth: ChunkTruth, step: float
+    path: Path,
+    start: int,
+    variants: dict[str, tuple[np.ndarray, list[np.ndarray]]],
+    truth: ChunkTruth,
+    step: float,
+    more: Callable[[list[np.ndarray], list[int]], dict[str, np.ndarray]] | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Score every weighting of one (method, chunk) and write ``path``.
 
     Maps that another weighting already gave for the same image are scored once (:func:`distinct_maps`).
+    ``more(maps, images)``, given, scores the distinct maps (at image size) of the chunk's
+    ``images`` further (:mod:`onnxcam.eval.chunk_metrics`): one row per map for each of its keys,
+    stored per weighting like the box metrics. ``extra`` arrays are stored as they are (read after
+    ``more`` ran: it may add its own, such as the seconds it took).
     """
     distinct, positions = distinct_maps(variants)
     raw = np.stack([variants[weighting][0][image] for weighting, image in distinct])
     maps = [variants[weighting][1][image] for weighting, image in distinct]
-    scored = score_variant(raw, maps, truth.rows([image for _, image in distinct]), step)
-    arrays: dict[str, np.ndarray] = {"start": np.array(start)}
+    images = [image for _, image in distinct]
+    scored = score_variant(raw, maps, truth.rows(images), step)
+    if more is not None:
+        scored.update(more(maps, images))
+    arrays: dict[str, np.ndarray] = {"start": np.array(start), **(extra or {})}
     for weighting, picks in positions.items():
         for key, value in scored.items():
             arrays[f"{weighting}__{key}"] = value[picks]

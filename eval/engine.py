@@ -40,6 +40,8 @@ class ChunkTask:
     path: Path
     start: int
     step: float
+    metrics: tuple[str, ...] = ()
+    """The groups of :data:`onnxcam.eval.chunk_metrics.CHUNK_GROUPS` to compute besides the boxes."""
 
 
 _sessions: dict[tuple[str, int | None], object] = {}
@@ -60,9 +62,12 @@ def chunk_session(model_path: str, threads: int | None = None):
     return _sessions[key]
 
 
-def explain_chunk(task: ChunkTask, threads: int | None = None) -> dict[str, tuple[np.ndarray, list[np.ndarray]]]:
-    """Every weighting of the task's method on its images (decoded here), from one set of model passes."""
-    images = [task.images[i] for i in range(len(task.images))]
+def explain_chunk(
+    task: ChunkTask, threads: int | None = None, images: list[np.ndarray] | None = None
+) -> dict[str, tuple[np.ndarray, list[np.ndarray]]]:
+    """Every weighting of the task's method on its images (decoded here unless given), from one set
+    of model passes."""
+    images = [task.images[i] for i in range(len(task.images))] if images is None else images
     results = chunk_session(task.model_path, threads).explain_weightings(
         images, task.method, task.weightings, class_index=task.labels, layer=task.layer
     )
@@ -72,8 +77,38 @@ def explain_chunk(task: ChunkTask, threads: int | None = None) -> dict[str, tupl
 def run_chunk(task: ChunkTask, threads: int | None = None) -> float:
     """Explain and score one chunk, write its file; returns the seconds it took per image."""
     began = time.perf_counter()
-    score_chunk(task.path, task.start, explain_chunk(task, threads), task.truth.decoded(), task.step)
+    truth = task.truth.decoded()
+    images = [task.images[i] for i in range(len(task.images))]
+    variants = explain_chunk(task, threads, images)
+    extra: dict[str, np.ndarray] = {}
+    more = _map_metrics(task, threads, images, truth, extra) if task.metrics else None
+    score_chunk(task.path, task.start, variants, truth, task.step, more, extra)
     return (time.perf_counter() - began) / len(task.images)
+
+
+def _map_metrics(
+    task: ChunkTask, threads: int | None, decoded: list[np.ndarray], truth: ChunkTruth, extra: dict[str, np.ndarray]
+):
+    """The scorer of the task's :mod:`~onnxcam.eval.chunk_metrics` groups for :func:`score_chunk`;
+    it records the worker seconds per image of each pass-hungry group in ``extra``."""
+    from onnxcam.eval.chunk_metrics import PASS_GROUPS, localization_scores, maps_at_input, object_masks, pass_scores, seconds_key
+
+    def more(maps: list[np.ndarray], images: list[int]) -> dict[str, np.ndarray]:
+        rows = {}
+        if "localization" in task.metrics:
+            shapes = [np.asarray(m).shape for m in maps]
+            picked = truth.rows(images)
+            rows.update(localization_scores(maps, object_masks(picked.gt_boxes, picked.masks, shapes)))
+        for group in (g for g in PASS_GROUPS if g in task.metrics):
+            began = time.perf_counter()
+            session = chunk_session(task.model_path, threads)
+            batch, _ = session.prepare(decoded)
+            at_input = maps_at_input(maps, batch.shape[2:])
+            rows.update(pass_scores(group, session, batch[images], at_input, task.labels[images]))
+            extra[seconds_key(group)] = np.array((time.perf_counter() - began) / len(task.images))
+        return rows
+
+    return more
 
 
 class Engine(Protocol):

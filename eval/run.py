@@ -4,7 +4,9 @@ For every image the model is run once for its prediction and the classes' channe
 for every method of the runtime (:data:`onnxcam.runtime.methods.METHODS`),
 :meth:`onnxcam.runtime.CamSession.explain_weightings` maps the ground-truth class (for ImageNet
 photos: the best-scoring of the classes that name the object) under every weighting from one set
-of model passes; :mod:`onnxcam.eval.chunks` says what is kept per image.
+of model passes; :mod:`onnxcam.eval.chunks` says what is kept per image, and
+:mod:`onnxcam.eval.chunk_metrics` the threshold-free localization and faithfulness metrics the
+workers add (``metrics``); the sanity checks run once per model (:mod:`onnxcam.eval.sanity_step`).
 
 Work is cut into chunks of images; each (method, chunk) result is written atomically as one
 ``.npz`` file under ``runs/<dataset>/<model>/``, next to ``run.json`` (the run's options and each
@@ -12,7 +14,12 @@ method's status), so an interrupted run resumes where it stopped. The (method, c
 an :class:`~onnxcam.eval.engine.Engine` (by default worker processes on this machine, one per core;
 a method's progress bar counts the chunks handed out). A method whose measured cost would exceed
 ``method_budget_s`` is run on a prefix of the images only (recorded in ``run.json``, reported with
-its ``n``).
+its ``n``); each group of metrics that costs extra forward passes (faithfulness, road) is computed
+on the prefix of those images that ``metrics_budget_s`` pays for (``faithfulness_n``, ``road_n``).
+
+A run's metric groups are not among the options that must match to resume: a chunk file that lacks
+a group asked for now is computed again, and chunk files from before the groups existed load as
+they are (box metrics only).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +36,7 @@ import numpy as np
 
 from onnxcam.atomic_write import write_text_atomically
 from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS, TOP1_CLASS
+from onnxcam.eval.chunk_metrics import CHUNK_GROUPS, GROUP_KEYS, PASS_GROUPS, check_groups, seconds_key
 from onnxcam.eval.chunks import ChunkTruth, save_npz
 from onnxcam.eval.engine import ChunkTask, Engine, LocalEngine, chunk_session, explain_chunk
 from onnxcam.eval.evalset import EvalSet, UnreadableImageError
@@ -97,6 +106,8 @@ class EvaluationRun:
         skip_missing: bool = False,
         progress: bool = True,
         name: str | None = None,
+        metrics: Sequence[str] = (),
+        metrics_budget_s: float | None = None,
     ):
         from onnxcam.runtime import METHODS
 
@@ -119,10 +130,13 @@ class EvaluationRun:
         )
         self.folder = Path(out) / "runs" / data.name / self.model_name
         self.method_budget_s = method_budget_s
+        self.metrics_budget_s = method_budget_s if metrics_budget_s is None else metrics_budget_s
         self.engine = engine
         self.workers = engine.workers if engine is not None else (os.cpu_count() or 1) if workers is None else workers
         self.progress = progress
+        self.metrics = check_groups(metrics)
         self.state = self._load_state()
+        self.state["metrics"] = list(self.metrics)
         self._leave_out_unreadable()
 
     # ---- state (run.json) --------------------------------------------------------------------
@@ -188,6 +202,8 @@ class EvaluationRun:
         finally:
             if self.engine is None:  # a given engine stays its owner's
                 engine.close()
+        if "sanity" in self.metrics:
+            self._sanity_pass(labels)
         self.state["complete"] = True
         self._save_state()
         return self.folder
@@ -248,7 +264,30 @@ class EvaluationRun:
             model_path=str(self.session.path), method=method, weightings=tuple(self.weightings_of(method)),
             layer=self.layer, images=self.data.images.subset(indices), labels=labels[start : start + len(indices)],
             truth=self._truth(start, labels), path=self.chunk_path(method, start), start=start, step=self.config.step,
+            metrics=self._chunk_groups(method, start),
         )
+
+    def _chunk_groups(self, method: str, start: int) -> tuple[str, ...]:
+        """The metric groups chunk ``start`` of ``method`` computes: a pass-hungry group only on
+        its prefix, ``<group>_n`` (every chunk while the method is being sized)."""
+        status = self.state["methods"].get(method) or {}
+        n = status.get("n", len(self.data))
+        return tuple(
+            g for g in CHUNK_GROUPS if g in self.metrics and (g not in PASS_GROUPS or start < int(status.get(f"{g}_n", n)))
+        )
+
+    def _chunk_done(self, method: str, start: int) -> bool:
+        """Whether chunk ``start`` of ``method`` has its file, holding every metric group it should."""
+        path = self.chunk_path(method, start)
+        if not path.is_file():
+            return False
+        groups = self._chunk_groups(method, start)
+        if not groups:
+            return True
+        with np.load(path) as chunk:  # reads the archive's directory only
+            keys = set(chunk.files)
+        weighting = self.weightings_of(method)[0]
+        return all(f"{weighting}__{GROUP_KEYS[group][0]}" in keys for group in groups)
 
     def _method_pass(
         self, method: str, labels: np.ndarray, engine: Engine, pending: list[object]
@@ -273,44 +312,104 @@ class EvaluationRun:
                 self._save_state()
                 return
         n = len(self.data) if status is None else int(status["n"])
-        # While the method's share of the images is unknown: its first chunk in flight.
+        # While the method's share of the images is unknown: its first chunk in flight (waited
+        # for at once when faithfulness or road is asked for).
         sizing: object | None = None
+        sizing_start = 0
         bar = tqdm(total=len(self.starts(n)), desc=f"{self.model_name}: {method}", disable=not self.progress)
         for start in self.starts(len(self.data)):
             if sizing is not None and engine.wait([sizing], timeout=0):
-                status, sizing = self._decide_images(method, engine.result(sizing)), None
+                status, sizing = self._decide_images(method, engine.result(sizing), sizing_start), None
                 n = int(status["n"])
                 bar.total = len(self.starts(n))
             if start >= n:
                 break
-            if self.chunk_path(method, start).is_file():
+            if self._chunk_done(method, start):
                 bar.update()
                 continue
             handle = engine.submit(self._task(method, start, labels))
-            if status is None and sizing is None:
-                sizing = handle
             pending.append(handle)
             bar.update()
+            if status is None and sizing is None:
+                sizing, sizing_start = handle, start
+                if any(group in self.metrics for group in PASS_GROUPS):
+                    # Which chunks get the costly metrics depends on the decision: wait for it.
+                    status, sizing = self._decide_images(method, engine.result(handle), start), None
+                    n = int(status["n"])
+                    bar.total = len(self.starts(n))
             while len(pending) >= 2 * max(self.workers, 1):
                 done = engine.wait(pending)
                 for finished in done:
                     engine.result(finished)
                 pending[:] = [h for h in pending if h not in done]
         if sizing is not None:  # sized after its last chunk was handed out
-            self._decide_images(method, engine.result(sizing))
+            self._decide_images(method, engine.result(sizing), sizing_start)
         bar.close()
 
-    def _decide_images(self, method: str, worker_seconds_per_image: float) -> dict[str, object]:
-        """How many images ``method`` gets, from the cost of its first chunk in one worker
-        (explaining with every weighting and scoring), shared among the workers: all, or the prefix
-        the budget allows. Chunks handed out before the decision and past the prefix are left out
-        of the report."""
-        seconds_per_image = worker_seconds_per_image / max(self.workers, 1)
-        n = len(self.data)
-        if self.method_budget_s is not None and seconds_per_image * n > self.method_budget_s:
-            chunks = max(1, int(self.method_budget_s / (seconds_per_image * self.config.chunk_size)))
-            n = min(n, chunks * self.config.chunk_size)
-        status = {"skipped": False, "n": n, "seconds_per_image": round(seconds_per_image, 5)}
+    def _decide_images(self, method: str, worker_seconds_per_image: float, start: int) -> dict[str, object]:
+        """How many images ``method`` gets, from the cost of its first chunk (``start``) in one
+        worker (explaining with every weighting and scoring), shared among the workers: all, or the
+        prefix the budget allows; then how many of those get the faithfulness metrics, whose own
+        cost the chunk file records, from what the budget leaves. Chunks handed out before the
+        decision and past a prefix are left out of the report."""
+        workers = max(self.workers, 1)
+        with np.load(self.chunk_path(method, start)) as chunk:
+            costs = {g: float(chunk[seconds_key(g)]) / workers for g in PASS_GROUPS if seconds_key(g) in chunk.files}
+        seconds_per_image = worker_seconds_per_image / workers
+        rest = max(seconds_per_image - sum(costs.values()), 1e-9)
+        n = len(self.data) if self.method_budget_s is None else self._prefix(len(self.data), rest, self.method_budget_s)
+        status = {"skipped": False, "n": n, "seconds_per_image": round(rest, 5)}
+        for group, cost in costs.items():
+            status[f"{group}_n"] = n if self.metrics_budget_s is None else self._prefix(n, cost, self.metrics_budget_s)
+            status[f"{group}_seconds_per_image"] = round(cost, 5)
         self.state["methods"][method] = status
         self._save_state()
         return status
+
+    def _prefix(self, n: int, seconds_per_image: float, budget_s: float) -> int:
+        """The images, of the first ``n``, that ``budget_s`` seconds pay for, in whole chunks (one at least)."""
+        if seconds_per_image * n <= budget_s:
+            return n
+        chunks = max(1, int(budget_s / (seconds_per_image * self.config.chunk_size)))
+        return min(n, chunks * self.config.chunk_size)
+
+    # ---- sanity checks, once per model ------------------------------------------------------------
+
+    def _sanity_pass(self, labels: np.ndarray) -> Path | None:
+        """Randomize the model into ``sanity/`` and write ``sanity/sanity.npz`` (once: a rerun keeps it).
+
+        Each method that ran gets :data:`~onnxcam.eval.sanity_step.SANITY_IMAGES` images, fewer
+        (two at least) where its measured cost per image times the maps to make would pass the
+        metrics budget.
+        """
+        from onnxcam.eval.sanity import randomizable_layers, randomize_layers
+        from onnxcam.eval.sanity_step import SANITY_IMAGES, sanity_arrays, sanity_weightings, spaced_steps
+
+        path = self.folder / "sanity" / "sanity.npz"
+        if path.is_file():
+            return path
+        import onnx
+
+        count = len(randomizable_layers(onnx.load(str(self.session.path))))
+        steps = spaced_steps(count)
+        methods, samples = {}, {}
+        size = min(SANITY_IMAGES, len(self.data))
+        for method in self.config.methods:
+            status = self.state["methods"].get(method, {})
+            if status.get("skipped", True):
+                continue
+            methods[method] = sanity_weightings(method, self.weightings_of(method))
+            cost = float(status.get("seconds_per_image", 0.0)) * max(self.workers, 1) * (len(steps) + 2)
+            affordable = size if not cost or self.metrics_budget_s is None else int(self.metrics_budget_s / cost)
+            samples[method] = max(2, min(size, affordable))
+        if not methods:
+            return None
+        began = time.process_time()
+        randomized = randomize_layers(self.session.path, self.folder / "sanity" / "models", steps=steps)
+        batch, _ = self.session.prepare([self.data.images[i] for i in range(size)])
+        arrays = sanity_arrays(str(self.session.path), randomized, batch, labels[:size], methods, self.layer, samples)
+        arrays.update(steps=np.array(steps), layers=np.array(count))
+        cpu_seconds = round(time.process_time() - began, 1)  # this process's threads: the step runs here
+        self.state["sanity"] = {"steps": steps, "layers": count, "samples": samples, "cpu_seconds": cpu_seconds}
+        self._save_state()
+        return save_npz(path, arrays)

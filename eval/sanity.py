@@ -90,7 +90,11 @@ def _file_name(stem: str, step: int, node: str) -> str:
 
 
 def randomize_layers(
-    model_path: str | os.PathLike, out_dir: str | os.PathLike, order: str = "top-down", seed: int = 0
+    model_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    order: str = "top-down",
+    seed: int = 0,
+    steps: Sequence[int] | None = None,
 ) -> list[Path]:
     """Copies of a CAM-ready model with layers' weights re-drawn, one file per step.
 
@@ -102,6 +106,7 @@ def randomize_layers(
     ``"independent"`` randomizes only layer ``k`` in file ``k``. Draws come from ``seed``, the same
     draw for a layer in every file. Files are ``<stem>.randomized-<k>-<node>.onnx`` in ``out_dir``,
     written atomically, metadata (the contract) kept; returns their paths in step order.
+    ``steps`` (1-based, default all): write only these files (a deep network has one per layer).
     """
     if order not in ORDERS:
         raise ValueError(f"order {order!r}: one of {', '.join(ORDERS)}")
@@ -128,7 +133,12 @@ def randomize_layers(
                 values[copy] = np.transpose(fresh, perm).reshape(arrays[copy].shape).astype(arrays[copy].dtype)
         redrawn.append(values)
     paths = []
+    wanted = set(range(1, len(layers) + 1) if steps is None else steps)
+    if not wanted <= set(range(1, len(layers) + 1)):
+        raise ValueError(f"steps {sorted(wanted)} must lie in 1..{len(layers)} ({model_path.name} has {len(layers)} layers)")
     for step, (node, _) in enumerate(layers, start=1):
+        if step not in wanted:
+            continue
         applied: dict[str, np.ndarray] = {}
         for values in redrawn[:step] if order == "top-down" else [redrawn[step - 1]]:
             applied.update(values)

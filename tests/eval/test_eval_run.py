@@ -259,7 +259,7 @@ def test_a_run_killed_mid_way_resumes_to_the_same_results(synthetic_model, tmp_p
         return [
             sys.executable, "-m", "onnxcam", "eval", str(synthetic_model), "--dataset", "synthetic",
             "--images", "40", "--method", "gradcam", "--method", "gradcam++", "--chunk", "4",
-            "--step", "0.05", "--workers", "0", "--no-report", "--quiet", "--out", str(out),
+            "--step", "0.05", "--workers", "0", "--metrics", "none", "--no-report", "--quiet", "--out", str(out),
         ]
 
     interrupted = tmp_path / "interrupted"
@@ -343,3 +343,110 @@ def test_an_unreadable_image_stops_the_run_by_name_or_is_left_out_and_counted(sy
     broken.unlink()
     with pytest.raises(ValueError, match="no longer line up"):
         EvaluationRun(synthetic_model, data, tmp_path / "lenient", skip_missing=True, **options)
+
+
+# ---- map metrics: threshold-free localization, faithfulness, ROAD, sanity (issue 16) ------------
+
+
+def test_cli_metric_groups_are_the_evaluations():
+    from onnxcam.apps.eval_commands import METRIC_GROUPS, metric_groups
+    from onnxcam.eval.chunk_metrics import METRIC_GROUPS as EVAL_GROUPS
+
+    assert METRIC_GROUPS == EVAL_GROUPS
+    assert metric_groups("none") == () and metric_groups("sanity, localization") == ("sanity", "localization")
+    with pytest.raises(ValueError, match="faithfulnes'"):
+        metric_groups("faithfulnes")
+
+
+def test_a_run_with_metrics_stores_them_per_chunk_resumes_and_reports(synthetic_model, tmp_path):
+    from onnxcam.apps.report import load_run, write_report
+    from onnxcam.eval import map_localization as ml
+    from onnxcam.eval.chunk_metrics import pass_scores
+    from onnxcam.eval.engine import chunk_session
+    from onnxcam.eval.evalset import synthetic_eval_set
+    from onnxcam.eval.run import EvaluationRun
+
+    data = synthetic_eval_set(6, image_size=96, num_classes=12)
+    groups = ("localization", "faithfulness", "road", "sanity")
+    # A metrics budget of nothing: faithfulness and ROAD run on one chunk, the boxes on all.
+    options = dict(methods=["gradcam"], step=0.1, chunk_size=3, workers=0, progress=False, metrics=groups, metrics_budget_s=1e-9)
+    folder = EvaluationRun(synthetic_model, data, tmp_path, **options).run()
+    state = json.loads((folder / "run.json").read_text())
+    assert state["methods"]["gradcam"]["n"] == 6
+    assert state["methods"]["gradcam"]["faithfulness_n"] == state["methods"]["gradcam"]["road_n"] == 3
+    first, second = folder / "chunks" / "gradcam" / "000000.npz", folder / "chunks" / "gradcam" / "000003.npz"
+    with np.load(first) as chunk:
+        stored = dict(chunk)
+    with np.load(second) as chunk:
+        assert "relu__pointing_game" in chunk.files and "relu__deletion" not in chunk.files
+
+    # The stored numbers are the metric functions' on the same maps.
+    session = chunk_session(str(synthetic_model))
+    batch, _ = session.prepare([data.images[i] for i in range(3)])
+    labels = load_run(folder).explained[:3]
+    result = session.explain(batch, "gradcam", "abs", labels)
+    masks = np.stack([np.asarray(data.masks[i]) for i in range(3)])
+    np.testing.assert_allclose(stored["abs__pointing_game"], ml.pointing_game(result.maps, masks))
+    np.testing.assert_allclose(stored["abs__pixel_auc"], ml.pixel_auc(result.maps, masks))
+    expected = pass_scores("faithfulness", session, batch, result.maps, labels) | pass_scores("road", session, batch, result.maps, labels)
+    for key, value in expected.items():
+        # ROAD's imputation noise is drawn for the chunk's maps together (here abs alone): 1e-5 apart.
+        np.testing.assert_allclose(stored[f"abs__{key}"], value, rtol=1e-5, atol=5e-5 if key == "road_combined" else 1e-6)
+
+    # Resume: a chunk file without the metrics (as before they existed) is computed again, the same.
+    np.savez(first, **{k: v for k, v in stored.items() if "deletion" not in k and "pointing" not in k})
+    sanity = folder / "sanity" / "sanity.npz"
+    sanity_mtime = sanity.stat().st_mtime_ns
+    EvaluationRun(synthetic_model, data, tmp_path, **options).run()
+    with np.load(first) as chunk:
+        for key, value in stored.items():
+            if not key.startswith("seconds__"):  # how long it took differs, of course
+                np.testing.assert_allclose(chunk[key], value, rtol=1e-5, atol=1e-6)
+    assert sanity.stat().st_mtime_ns == sanity_mtime  # once per model
+    steps = json.loads((folder / "run.json").read_text())["sanity"]["steps"]
+    assert len(list((folder / "sanity" / "models").glob("*.onnx"))) == len(steps)
+
+    metrics = write_report(tmp_path, n_resamples=100, progress=False)
+    table = pd.read_csv(tmp_path / "metrics.csv")
+    assert (table["ci_low"] <= table["value"] + 1e-9).all() and (table["value"] <= table["ci_high"] + 1e-9).all()
+    by_metric = table[table["weighting"] == "abs"].set_index("metric")
+    assert by_metric.loc["pointing_game", "n"] == 6 and by_metric.loc["deletion", "n"] == 3
+    assert by_metric.loc["road_combined", "n"] == 3
+    assert by_metric.loc["deletion", "value"] == pytest.approx(100 * expected["deletion"].mean(), rel=1e-4)
+    assert by_metric.loc["average_drop", "value"] == pytest.approx(expected["average_drop"].mean(), rel=1e-4)  # percent already
+    assert len(metrics) == len(table)
+    assert {f"randomized_spearman_{steps[-1]:02d}", "random_logit_spearman", "random_logit_ssim"} <= set(table["metric"])
+    assert "none" in set(table[table["metric"] == "random_logit_spearman"]["weighting"])
+    report = (tmp_path / "report.md").read_text()
+    assert report.index("answer_synthetic_synthetic_resnet.png") < report.index("## Models")  # the answer first
+    for title in ("## Localization without thresholds", "## Faithfulness", "## Sanity checks"):
+        assert title in report
+    for name in ("answer_synthetic_synthetic_resnet.png", "sanity_synthetic_synthetic_resnet.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+    assert "<b>" in (tmp_path / "report.html").read_text() or " *" in report
+
+
+def test_marked_tables_and_findings_are_computed_from_the_rows():
+    from onnxcam.apps.report_metrics import findings, marked_table
+
+    def row(method, weighting, metric, value, half):
+        return {"dataset": "s", "model": "m", "layer": "l", "method": method, "weighting": weighting, "metric": metric,
+                "value": value, "ci_low": value - half, "ci_high": value + half, "n": 50}
+
+    metrics = pd.DataFrame([
+        row("gradcam", "relu", "MaxBoxAccV2", 60.0, 2), row("gradcam", "abs", "MaxBoxAccV2", 70.0, 2),
+        row("cam", "relu", "MaxBoxAccV2", 50.0, 5), row("cam", "abs", "MaxBoxAccV2", 48.0, 5),
+        row("gradcam", "relu", "deletion", 20.0, 1), row("gradcam", "abs", "deletion", 25.0, 1),
+    ])
+    header, body = marked_table(metrics, "MaxBoxAccV2")
+    assert header == ["dataset", "model", "method", "n", "relu", "abs"]
+    assert body[0][5] == "**70.0 [68.0, 72.0]** *" and body[1][4] == "50.0 [45.0, 55.0] *"  # cam: intervals overlap
+    _, deletion = marked_table(metrics, "deletion")
+    assert deletion[0][4].startswith("**20.0")  # lower deletion is better
+    head, items = findings(metrics, "s", "m", "abs")
+    assert "abs against relu" in head
+    assert items[0] == (
+        "MaxBoxAccV2: abs is better for 1 and worse for 1 of the 2 methods (same for 0), median change +4.0 points; "
+        "intervals separate for 1 gains and 0 losses; largest +10.0 (gradcam)"
+    )
+    assert items[1].startswith("deletion AUC (lower better): abs is better for 0 and worse for 1") and "-5.0" in items[1]
