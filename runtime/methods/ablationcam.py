@@ -26,12 +26,7 @@ class AblationCAM(CamMethod):
     single_pass = False
 
     def channel_weights(self, outputs: LayerOutputs, context: MethodContext | None = None) -> np.ndarray:
-        if context.target.kind != "logit":
-            raise ValueError(
-                f"method 'ablationcam' re-runs the classifier head for the class logit only; this "
-                f"model was exported with the {context.target.kind!r} target: use 'scorecam', "
-                "'occlusion' or a gradient method"
-            )
+        context.require_logit_target(self.name)
         weights = np.empty(outputs.activations.shape[:2], dtype=np.float64)
         for i, c in enumerate(context.class_index):
             score = float(context.logits[i, c])

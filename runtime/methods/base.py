@@ -66,6 +66,16 @@ class MethodContext:
             return float(self.logits[i, self.class_index[i]])
         return float(self.target_scores[i])
 
+    def require_logit_target(self, method: str) -> None:
+        """Refuse, for ``method``, which re-runs the classifier head and scores its logits, a model
+        exported with another target than the class logit."""
+        if self.target.kind != "logit":
+            raise ValueError(
+                f"method {method!r} re-runs the classifier head for the class logit only; this "
+                f"model was exported with the {self.target.kind!r} target: use 'scorecam', "
+                "'occlusion' or a gradient method"
+            )
+
     def rescore(self, i: int, inputs: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Image ``i``'s target (same class, same mask or box) on other inputs (M, C_in, H, W) -> (M,)."""
         c = int(self.class_index[i])

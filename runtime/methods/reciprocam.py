@@ -93,6 +93,7 @@ class ReciproCAM(CamMethod):
     def raw_maps_by_weighting(
         self, outputs: LayerOutputs, weightings: Sequence[str], context: MethodContext | None = None
     ) -> dict[str, np.ndarray]:
+        context.require_logit_target(self.name)
         n, _, height, width = outputs.activations.shape
         logits = self.head_logits(outputs, context, MASKS[self.mask](height, width))
         scores = position_scores(logits, context.class_index, self.score).reshape(n, height, width)

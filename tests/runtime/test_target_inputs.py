@@ -138,5 +138,7 @@ def test_bad_target_inputs_are_refused_clearly(exported_targets):
         segmentation.explain(x, target_box=[0, 0, 3, 3])
     with pytest.raises(ValueError, match=r"'ablationcam' re-runs the classifier head for the class logit only.*'segmentation' target"):
         segmentation.explain(x, "ablationcam")
+    with pytest.raises(ValueError, match=r"'reciprocam' re-runs the classifier head for the class logit only"):
+        segmentation.explain(x, "reciprocam")
     with pytest.raises(ValueError, match=r"aug_smooth flips the images"):
         segmentation.explain(x, aug_smooth=True)
