@@ -197,8 +197,8 @@ def findings(metrics: pd.DataFrame, dataset: str, model: str, versus: str = "abs
         largest = moved.loc[moved["gain"].abs().idxmax()]
         sentences.append(
             f"{LABELS[metric]}: {versus} is better for {len(better)} and worse for {len(worse)} of the "
-            f"{len(compared)} methods (same for {len(compared) - len(moved)}), median change "
-            f"{moved['gain'].median():+.1f} points; intervals separate for {int(better['separate'].sum())} "
+            f"{len(compared)} methods (same for {len(compared) - len(moved)}), median change where they "
+            f"differ {moved['gain'].median():+.1f} points; intervals separate for {int(better['separate'].sum())} "
             f"gains and {int(worse['separate'].sum())} losses; largest {largest['gain']:+.1f} ({largest['method']})"
         )
     if not sentences:

@@ -446,7 +446,7 @@ def test_marked_tables_and_findings_are_computed_from_the_rows():
     head, items = findings(metrics, "s", "m", "abs")
     assert "abs against relu" in head
     assert items[0] == (
-        "MaxBoxAccV2: abs is better for 1 and worse for 1 of the 2 methods (same for 0), median change +4.0 points; "
+        "MaxBoxAccV2: abs is better for 1 and worse for 1 of the 2 methods (same for 0), median change where they differ +4.0 points; "
         "intervals separate for 1 gains and 0 losses; largest +10.0 (gradcam)"
     )
     assert items[1].startswith("deletion AUC (lower better): abs is better for 0 and worse for 1") and "-5.0" in items[1]
