@@ -258,7 +258,7 @@ def sanity_figure(run, sanity: dict[str, np.ndarray], path: Path) -> Path:
     methods = list(dict.fromkeys(method for method, _ in curves))
     colours = dict(zip(methods, plt.cm.tab20.colors))
     steps = sanity["steps"]
-    figure, axes = plt.subplots(1, len(weightings), figsize=(3.3 * len(weightings), 3.6), sharey=True, squeeze=False)
+    figure, axes = plt.subplots(1, len(weightings), figsize=(3.3 * len(weightings) + 1.6, 3.6), sharey=True, squeeze=False)
     for axis, weighting in zip(axes[0], weightings):
         for method in methods:
             if (method, weighting) in curves:
@@ -268,7 +268,7 @@ def sanity_figure(run, sanity: dict[str, np.ndarray], path: Path) -> Path:
         axis.set_xlabel(f"layers randomized (of {int(sanity['layers'])}, from the logits)", fontsize=8)
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("Spearman of |map| vs original")
-    axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the panels, not over them
     figure.suptitle(f"{run.model} on {run.dataset}: cascading randomization", fontsize=10)
     figure.tight_layout()
     write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=100))
@@ -277,35 +277,37 @@ def sanity_figure(run, sanity: dict[str, np.ndarray], path: Path) -> Path:
 
 
 def sanity_reading(metrics: pd.DataFrame, dataset: str, model: str) -> str:
-    """Which method x weighting pass the randomization check (Spearman below :data:`SANITY_PASS`
-    with every layer randomized), and whether abs or abs-weights keep more of the original map than
-    relu once the model is random (a map that survives randomization reflects the input, not the
-    model) and under the random-logit check."""
+    """Which method x weighting maps pass the randomization check (mean Spearman similarity to the
+    original below :data:`SANITY_PASS` once half the layers are randomized: the first step at or
+    past the middle), and whether abs or abs-weights keep more of the original map than relu, with
+    every layer randomized and for another class (random logit): a map that survives either reflects
+    the input more than the model's decision."""
     rows = _model_rows(metrics, dataset, model)
-    final = rows[rows["metric"].str.startswith("randomized_spearman_")]
-    if final.empty:
+    cascade = rows[rows["metric"].str.startswith("randomized_spearman_")]
+    if cascade.empty:
         return ""
-    last = final["metric"].max()
-    final = final[final["metric"] == last].set_index(["method", "weighting"])["value"]
-    fails = [f"{m} ({w}: {v:.2f})" for (m, w), v in final.items() if v >= SANITY_PASS]
-    passes = sum(v < SANITY_PASS for v in final)
+    steps = sorted({int(m.rsplit("_", 1)[1]) for m in cascade["metric"]})
+    middle = next(step for step in steps if step >= steps[-1] / 2)
+    at_middle = cascade[cascade["metric"] == f"randomized_spearman_{middle:02d}"].set_index(["method", "weighting"])["value"]
+    fails = [f"{m} {w} ({v:.2f})" for (m, w), v in at_middle.items() if v >= SANITY_PASS]
     parts = [
-        f"With every layer randomized, {passes} of the {len(final)} method x weighting maps fall below a "
-        f"Spearman similarity of {SANITY_PASS} to the original (pass)"
+        f"With {middle} of {steps[-1]} layers randomized, {len(at_middle) - len(fails)} of the {len(at_middle)} "
+        f"method x weighting maps fall below a Spearman similarity of {SANITY_PASS} to the original (pass)"
         + (f"; these stay similar (fail): {', '.join(fails)}" if fails else "; none fails")
     ]
-    for name, label in (("randomized", last), ("random_logit", "random_logit_spearman")):
+    for label, what in ((f"randomized_spearman_{steps[-1]:02d}", "with every layer randomized"),
+                        ("random_logit_spearman", "for another class (random logit)")):
         chosen = rows[rows["metric"] == label]
         for versus in ("abs", "abs-weights"):
             compared = _compare(chosen, label, versus, "relu")
-            if compared.empty:
+            moved = compared[compared["gain"].abs() > 0.005]
+            if moved.empty:
                 continue
-            # Lower similarity is better in both checks: the map should change.
-            higher = int((compared["gain"] > 0).sum())
-            what = "after full randomization" if name == "randomized" else "for another class (random logit)"
+            largest = moved.loc[moved["gain"].abs().idxmax()]
             parts.append(
-                f"{versus} keeps {'more' if compared['gain'].median() > 0 else 'less'} of the original map than relu "
-                f"{what} (median Spearman {compared['gain'].median():+.2f}; higher for {higher} of "
-                f"{len(compared)} methods, intervals separate for {int(compared['separate'].sum())})"
+                f"{what}, {versus} keeps more of the original map than relu for {int((moved['gain'] > 0).sum())} "
+                f"and less for {int((moved['gain'] < 0).sum())} of {len(compared)} methods (median difference "
+                f"where they differ {moved['gain'].median():+.2f}, intervals separate for "
+                f"{int(moved['separate'].sum())}; largest {largest['gain']:+.2f}, {largest['method']})"
             )
     return "; ".join(parts) + "."
