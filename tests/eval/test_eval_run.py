@@ -450,3 +450,22 @@ def test_marked_tables_and_findings_are_computed_from_the_rows():
         "intervals separate for 1 gains and 0 losses; largest +10.0 (gradcam)"
     )
     assert items[1].startswith("deletion AUC (lower better): abs is better for 0 and worse for 1") and "-5.0" in items[1]
+
+
+def test_the_sanity_reading_names_the_failures_and_the_abs_difference():
+    from onnxcam.apps.report_metrics import sanity_reading
+
+    def row(method, weighting, metric, value):
+        return {"dataset": "s", "model": "m", "layer": "l", "method": method, "weighting": weighting, "metric": metric,
+                "value": value, "ci_low": value - 0.05, "ci_high": value + 0.05, "n": 16}
+
+    rows = []
+    for method, middle in (("gradcam", 0.2), ("guided-backprop", 0.7)):
+        for weighting, logit in (("relu", 0.1), ("abs", 0.8)):
+            rows += [row(method, weighting, "randomized_spearman_02", middle), row(method, weighting, "randomized_spearman_04", 0.1),
+                     row(method, weighting, "random_logit_spearman", logit if method == "gradcam" else 0.5)]
+    text = sanity_reading(pd.DataFrame(rows), "s", "m")
+    assert text.startswith("With 2 of 4 layers randomized, 2 of the 4 method x weighting maps fall below")
+    assert "(fail): guided-backprop relu (0.70), guided-backprop abs (0.70)" in text
+    assert "for another class (random logit), abs keeps more of the original map than relu for 1 and less for 0 of 2 methods" in text
+    assert "largest +0.70, gradcam" in text
