@@ -98,8 +98,9 @@ def load_sanity(folder: Path) -> dict[str, np.ndarray] | None:
 
 
 def sanity_rows(run, sanity: dict[str, np.ndarray], n_resamples: int = N_RESAMPLES, seed: int = 0) -> list[dict]:
-    """Per method x weighting: ``randomized_spearman_<step>`` / ``randomized_ssim_<step>`` (step of
-    the cascading randomization, the last one every layer) and ``random_logit_spearman`` /
+    """Per method x weighting: ``randomized_spearman_<step>`` / ``randomized_ssim_<step>`` /
+    ``randomized_flat_pct_<step>`` (step of the cascading randomization, the last one every layer;
+    flat: percent of the randomized model's maps that are constant) and ``random_logit_spearman`` /
     ``random_logit_ssim``, means over the sample with bootstrap intervals."""
     rows = []
     steps = sanity["steps"].tolist()
@@ -295,6 +296,12 @@ def sanity_reading(metrics: pd.DataFrame, dataset: str, model: str) -> str:
         f"method x weighting maps fall below a Spearman similarity of {SANITY_PASS} to the original (pass)"
         + (f"; these stay similar (fail): {', '.join(fails)}" if fails else "; none fails")
     ]
+    flat = rows[rows["metric"] == f"randomized_flat_pct_{middle:02d}"]
+    if not flat.empty and flat["value"].mean() > 50:
+        parts.append(
+            f"but {flat['value'].mean():.0f}% of those maps are flat (the randomized network's ReLUs are all off): "
+            "their similarity is 0 by definition, so that pass says little"
+        )
     for label, what in ((f"randomized_spearman_{steps[-1]:02d}", "with every layer randomized"),
                         ("random_logit_spearman", "for another class (random logit)")):
         chosen = rows[rows["metric"] == label]

@@ -8,7 +8,8 @@ at every step, and with the maps of another class (the random-logit check). A me
 explains the model gives maps that drift away from the original as more layers are randomized.
 
 Results, one ``sanity.npz`` per run folder, keyed ``<method>__<weighting>__<key>``:
-``spearman`` / ``ssim`` ``(steps, n)``, ``random_logit_spearman`` / ``random_logit_ssim`` ``(n,)``;
+``spearman`` / ``ssim`` / ``flat_pct`` (100 where the randomized model's map is constant) ``(steps, n)``,
+``random_logit_spearman`` / ``random_logit_ssim`` ``(n,)``;
 plus ``steps`` (the randomization steps, of ``layers`` in all).
 """
 
@@ -85,8 +86,12 @@ def sanity_arrays(
             n = samples[method]
             results = randomized_session.explain_weightings(batch[:n], method, weightings, class_index=labels[:n], layer=layer)
             for weighting in weightings:
-                rank, index = map_similarity(originals[method][weighting].maps, results[weighting].maps)
+                maps = results[weighting].maps
+                rank, index = map_similarity(originals[method][weighting].maps, maps)
                 curves.setdefault(f"{method}__{weighting}__spearman", []).append(rank)
                 curves.setdefault(f"{method}__{weighting}__ssim", []).append(index)
+                # A flat map (a randomized network whose ReLUs are all off) has Spearman 0 by definition.
+                flat = maps.reshape(len(maps), -1).max(axis=1) == maps.reshape(len(maps), -1).min(axis=1)
+                curves.setdefault(f"{method}__{weighting}__flat_pct", []).append(100.0 * flat)
     arrays.update({key: np.stack(values) for key, values in curves.items()})
     return arrays
