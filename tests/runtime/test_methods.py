@@ -155,7 +155,7 @@ def test_every_method_is_registered_by_name():
     expected = {
         "cam", "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "ablationcam",
         "scorecam", "saliency", "guided-backprop", "deconvnet", "guided-gradcam", "occlusion",
-        "reciprocam", "vit-reciprocam",
+        "reciprocam", "vit-reciprocam", "acol",
     }
     assert set(METHODS) == expected
 
