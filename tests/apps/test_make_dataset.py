@@ -103,6 +103,31 @@ def test_coco_files_read_back(tmp_path, data):
         assert coco.boxes_of(image.id, int(data.labels[i]) + 1).tolist() == data.boxes[i].tolist()
 
 
+def test_multi_object_coco_is_the_multi_object_set(tmp_path):
+    from onnxcam.eval.datasets import read_coco_json
+    from onnxcam.eval.datasets.multi_object import make_multi_object_dataset
+
+    expected = make_multi_object_dataset(N, seed=5, image_size=SIZE, num_classes=CLASSES, objects=(2, 3))
+    out = make(tmp_path, "coco", "--objects", "2-3", "--image-format", "png")
+    coco = read_coco_json(out / "annotations" / "instances.json")
+    assert len(coco.images) == N
+    for i, image in enumerate(coco.images):
+        np.testing.assert_array_equal(read_pixels(out / "images" / image.file_name), expected.images[i])
+        for k in range(CLASSES):
+            mine = expected.boxes[i][expected.labels[i] == k]
+            assert sorted(coco.boxes_of(image.id, k + 1).tolist()) == sorted(mine.tolist())
+    assert sum(len(b) for b in expected.boxes) > N  # several objects per image
+
+
+def test_objects_option_refuses_bad_ranges_and_single_object_formats(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["make-dataset", "--format", "coco", "--objects", "0-2", "--out", str(tmp_path / "x")])
+    assert "1 <= LOW <= HIGH" in capsys.readouterr().err
+    argv = ["make-dataset", "--format", "wsol", "--objects", "2-4", "--images", str(N), "--out", str(tmp_path / "w")]
+    assert main(argv) != 0
+    assert "one class per image" in capsys.readouterr().err
+
+
 def test_writers_keep_several_objects_and_classes_per_image(tmp_path):
     from onnxcam.eval.datasets import read_coco_json, read_voc_folder
     from onnxcam.eval.datasets.object_set import ObjectSet
@@ -130,8 +155,14 @@ def test_defaults_are_the_report_held_out_split():
     assert dataset_commands.FORMATS == FORMATS
     assert dataset_commands.SYNTHETIC_TEST_SEED == SYNTHETIC_TEST_SEED
     assert dataset_commands.SYNTHETIC_CLASSES == len(CLASS_NAMES)
+    from onnxcam.eval.datasets.multi_object import MULTI_OBJECT_TEST_SEED
+
+    assert dataset_commands.MULTI_OBJECT_TEST_SEED == MULTI_OBJECT_TEST_SEED
     args = build_parser().parse_args(["make-dataset", "--format", "wsol", "--out", "x"])
-    assert (args.images, args.seed, args.image_size, args.classes) == (2000, SYNTHETIC_TEST_SEED, 96, len(CLASS_NAMES))
+    assert (args.images, args.image_size, args.classes, args.objects) == (2000, 96, len(CLASS_NAMES), None)
+    assert dataset_commands.dataset_seed(args) == SYNTHETIC_TEST_SEED
+    multi = build_parser().parse_args(["make-dataset", "--format", "coco", "--objects", "1-4", "--out", "x"])
+    assert multi.objects == (1, 4) and dataset_commands.dataset_seed(multi) == MULTI_OBJECT_TEST_SEED
     eval_args = build_parser().parse_args(["eval"])
     assert eval_args.images == args.images
     torch = pytest.importorskip("torch")
