@@ -191,12 +191,25 @@ def test_ray_engine_writes_the_local_engines_files_and_metrics(engine, model, on
 
 
 def test_a_node_removed_mid_run_ends_in_identical_results(cluster, engine, model, on_disk, reference, tmp_path):
+    import ray
+
+    release = tmp_path / "release"
+
+    def hold(flag: str) -> None:
+        while not os.path.exists(flag):
+            time.sleep(0.05)
+
+    # Two tasks hold the first nodes' CPUs, so that the run's first tasks go to the extra node.
+    holders = [ray.remote(num_cpus=1)(hold).remote(str(release)) for _ in range(2)]
+    wait_for(lambda: ray.available_resources().get("CPU", 0) == 0, "the holders to start")
     node = cluster.add_node(**NODE)
     cluster.wait_for_nodes()
     thread, errors = run_in_thread(model, on_disk, tmp_path, engine)
     wait_for(lambda: task_workers(raylet_pids(node)), "a task on the extra node")
     cluster.remove_node(node)
     assert len(method_files(tmp_path)) < 12, "the node was to be removed mid-run"
+    release.touch()
+    ray.get(holders)
     thread.join(120)
     assert not thread.is_alive() and not errors, errors
     assert_same_results(tmp_path, reference)
@@ -207,7 +220,7 @@ def test_a_run_whose_driver_was_killed_resumes_under_the_local_engine(cluster, m
 
     command = [
         sys.executable, "-m", "onnxcam", "eval", str(model), *eval_arguments("wsol", on_disk),
-        *(f"--method={m}" for m in METHODS), "--chunk", "3", "--step", "0.05", "--no-report", "--quiet",
+        *(f"--method={m}" for m in METHODS), "--chunk", "3", "--step", "0.05", "--metrics", "none", "--no-report", "--quiet",
         "--engine", "ray", "--address", cluster.address, "--out", str(tmp_path),
     ]
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
