@@ -91,12 +91,21 @@ REPORT_MODELS := $(REPORT)/models
 METHOD_BUDGET ?= 400
 METRICS_BUDGET ?= 5
 INPUT_GRADIENTS := plain,guided,deconvnet
-SYNTHETIC_MODELS := synthetic_resnet synthetic_vgg
-REPORT_FILES := $(foreach m,$(SYNTHETIC_MODELS) efficientnet_lite0,$(REPORT_MODELS)/$(m).onnx)
+# synthetic_acol: ACoL on synthetic_resnet's backbone, so the report's "ACoL vs CAM" section compares
+# its acol maps with CAM on synthetic_resnet (issue 22). DETECTION_MODEL: scored as detections (COCO
+# AP) on DETECTION_IMAGES multi-object images by `onnxcam eval --detection` (docs/detection.md).
+SYNTHETIC_MODELS := synthetic_resnet synthetic_vgg synthetic_acol
+DETECTION_MODEL := synthetic_multilabel
+DETECTION_IMAGES ?= 200
+REPORT_FILES := $(foreach m,$(SYNTHETIC_MODELS) $(DETECTION_MODEL) efficientnet_lite0,$(REPORT_MODELS)/$(m).onnx)
 CORES := $(shell nproc 2>/dev/null || echo 2)
 
 $(REPORT_MODELS)/%.onnx: models/synthetic/%.pt $(STAMP)
 	$(PY) -m onnxcam export-synthetic $< --input-gradients $(INPUT_GRADIENTS) --out $@
+
+# The detection methods (CAM, Grad-CAM, Grad-CAM++) read no input gradients.
+$(REPORT_MODELS)/$(DETECTION_MODEL).onnx: models/synthetic/$(DETECTION_MODEL).pt $(STAMP)
+	$(PY) -m onnxcam export-synthetic $< --out $@
 
 $(REPORT_MODELS)/efficientnet_lite0.onnx: $(STAMP)
 	$(PY) -m onnxcam export --arch efficientnet_lite0 --input-gradients $(INPUT_GRADIENTS) --out $@
@@ -105,7 +114,8 @@ report: $(STAMP)
 	$(MAKE) --no-print-directory -j$(CORES) $(REPORT_FILES)
 	$(PY) -m onnxcam eval $(foreach m,$(SYNTHETIC_MODELS),$(REPORT_MODELS)/$(m).onnx) \
 		--dataset synthetic --images 2000 --chunk 10 --method-budget $(METHOD_BUDGET) \
-		--metrics-budget $(METRICS_BUDGET) --out $(REPORT) --no-report
+		--metrics-budget $(METRICS_BUDGET) --out $(REPORT) --no-report \
+		--detection $(REPORT_MODELS)/$(DETECTION_MODEL).onnx --detection-images $(DETECTION_IMAGES)
 	$(PY) -m onnxcam eval $(REPORT_MODELS)/efficientnet_lite0.onnx --dataset demo-photos --chunk 1 \
 		--method-budget $(METHOD_BUDGET) --metrics-budget $(METRICS_BUDGET) --out $(REPORT)
 

@@ -110,6 +110,14 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
         "--skip-missing", action="store_true",
         help="leave out missing or unreadable images (listed in run.json, counted in the report) instead of stopping",
     )
+    parser.add_argument(
+        "--detection", type=Path, metavar="MODEL.onnx",
+        help="also score this multi-label model's maps as detections (COCO AP) on the multi-object set, "
+        "for the report's detection section (docs/detection.md)",
+    )
+    parser.add_argument(
+        "--detection-images", type=int, default=200, metavar="N", help="multi-object held-out images of --detection (default 200)"
+    )
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--no-report", action="store_true", help="only compute; write the report later")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -121,7 +129,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from onnxcam.apps.report import write_report
     from onnxcam.eval.run import EvaluationRun
 
-    for path in args.models:
+    for path in [*args.models, *([args.detection] if args.detection else [])]:
         if not path.is_file():
             raise FileNotFoundError(f"model {path} not found")
     on_disk = None if args.dataset in MODEL_SETS else eval_set_from_args(args)  # built and checked once
@@ -142,6 +150,10 @@ def run_eval(args: argparse.Namespace) -> int:
     finally:
         if engine is not None:
             engine.close()
+    if args.detection is not None:
+        from onnxcam.apps.report_detection import run_detection
+
+        print(f"{args.detection}: detections in {run_detection(args.detection, args.out, args.detection_images)}")
     if not args.no_report:
         metrics = write_report(args.out, n_resamples=args.resamples, progress=not args.quiet)
         print(f"wrote {args.out / 'metrics.csv'} ({len(metrics)} rows), report.md, report.html")

@@ -6,7 +6,9 @@ changes the box), ``report.md`` and ``report.html`` (the same content: the answe
 ``answer_<set>_<model>.png`` and computed findings, then the tables with the best weighting of each
 row marked; the map metrics' sections come from :mod:`onnxcam.apps.report_metrics`, with
 ``sanity_<set>_<model>.png``), ``curves_<set>_<model>.png`` (box accuracy against the map
-threshold) and ``overlays/`` (the images where ``relu`` and ``abs`` disagree most). Metrics are percentages; intervals are percentile bootstraps over images
+threshold) and ``overlays/`` (the images where ``relu`` and ``abs`` disagree most), the ACoL vs CAM section
+(:mod:`onnxcam.apps.report_acol`) and the detection section with ``detection/<model>/`` from
+``onnxcam eval --detection`` (:mod:`onnxcam.apps.report_detection`). Metrics are percentages; intervals are percentile bootstraps over images
 (:mod:`onnxcam.eval.bootstrap`, 1000 resamples, the same resamples for every variant of a run).
 """
 
@@ -22,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from onnxcam.atomic_write import write_atomically, write_text_atomically
+from onnxcam.apps.report_acol import acol_section
+from onnxcam.apps.report_detection import detection_metric_rows, detection_section, find_detections
 from onnxcam.apps.report_metrics import (
     answer_figure,
     findings,
@@ -46,7 +50,8 @@ from onnxcam.eval.chunks import FIXED_THRESHOLDS, unpack_hits
 from onnxcam.eval.evalset import EvalSet, demo_photos_eval_set, synthetic_eval_set
 from onnxcam.eval.wsol import V2_IOU_THRESHOLDS, scoremap_thresholds
 
-COLUMNS = ["dataset", "model", "layer", "method", "weighting", "metric", "value", "ci_low", "ci_high", "n"]
+COLUMNS = ["dataset", "model", "layer", "method", "weighting", "metric", "value", "ci_low", "ci_high", "n", "setting"]
+"""``setting``: the best swept setting of a detection row (e.g. ``box=0.5,nms=0.3``), else empty."""
 BOX_METRICS = ("MaxBoxAcc",) + tuple(f"MaxBoxAccV2_IoU{round(d * 100)}" for d in V2_IOU_THRESHOLDS)
 HEADLINE = "MaxBoxAccV2"
 
@@ -299,7 +304,8 @@ def write_report(out: str | os.PathLike, n_resamples: int = N_RESAMPLES, progres
 
     out = Path(out)
     runs = [load_run(folder) for folder in find_runs(out)]
-    if not runs:
+    detections = find_detections(out)
+    if not runs and not detections:
         raise ValueError(f"no evaluation runs under {out / 'runs'}: run onnxcam eval first")
     rows, diagnostics = [], []
     jobs = [(run, m, w) for run in runs for (m, w) in run.variants]
@@ -311,6 +317,8 @@ def write_report(out: str | os.PathLike, n_resamples: int = N_RESAMPLES, progres
             rows += sanity_rows(run, run.sanity, n_resamples)
     for run in runs:
         diagnostics += diagnostic_rows(run, n_resamples)
+    for folder in detections:
+        rows += detection_metric_rows(folder)
     metrics = pd.DataFrame(rows, columns=COLUMNS)
     diag = pd.DataFrame(diagnostics, columns=COLUMNS)
     write_atomically(out / "metrics.csv", lambda temporary: metrics.to_csv(temporary, index=False, float_format="%.4f"))
@@ -324,6 +332,7 @@ def write_report(out: str | os.PathLike, n_resamples: int = N_RESAMPLES, progres
         (run, sanity_figure(run, run.sanity, out / f"sanity_{run.dataset}_{run.model}.png")) for run in runs if run.sanity is not None
     ]
     sections = _sections(runs, metrics, diag, plots, overlays, answers, sanity_plots)
+    sections[-1:-1] = [section for section in (acol_section(metrics), detection_section(metrics, detections)) if section]
     write_text_atomically(out / "report.md", _render_markdown(sections))
     write_text_atomically(out / "report.html", _render_html(sections))
     return metrics
