@@ -70,7 +70,7 @@ def claim_sentence(table: pd.DataFrame, acol_model: str, baseline: str) -> str:
     if head["gain"] > 0 and head["separate"]:
         verdict = "holds here"
     elif head["gain"] < 0 and head["separate"]:
-        verdict = "does not hold here: CAM localizes better"
+        verdict = "does not hold here (CAM localizes better)"
     else:
         verdict = f"is not settled here (ACoL {'ahead' if head['gain'] > 0 else 'behind'}, intervals overlap)"
     text = (

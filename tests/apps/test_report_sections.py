@@ -34,7 +34,7 @@ def _metrics(acol_box, acol_interval, deletion=(20.0, 18.0, 22.0)):
 @pytest.mark.parametrize(
     ("box", "interval", "verdict"),
     [
-        (60.0, (58.0, 62.0), "does not hold here: CAM localizes better"),
+        (60.0, (58.0, 62.0), "does not hold here (CAM localizes better)"),
         (72.0, (70.0, 74.0), "holds here"),
         (68.0, (64.0, 72.0), "is not settled here (ACoL ahead, intervals overlap)"),
     ],
