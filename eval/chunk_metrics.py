@@ -35,9 +35,18 @@ FAITHFULNESS_KEYS = ("average_drop", "increase_in_confidence", "deletion", "inse
 GROUP_KEYS = {"localization": LOCALIZATION_KEYS, "faithfulness": FAITHFULNESS_KEYS, "road": ("road_combined",)}
 
 
+SECONDS_PREFIX = "seconds__"
+
+
 def seconds_key(group: str) -> str:
     """Chunk-file key of the worker seconds per image that ``group`` took (sizes its budget)."""
-    return f"seconds__{group}"
+    return f"{SECONDS_PREFIX}{group}"
+
+
+def is_timing_key(key: str) -> bool:
+    """Whether a chunk-file key holds a measured time, not a result: two runs that agree on every
+    result differ there (engines, resumes and machines are compared without these keys)."""
+    return key.startswith(SECONDS_PREFIX)
 
 
 def check_groups(groups: Sequence[str]) -> tuple[str, ...]:
@@ -49,11 +58,20 @@ def check_groups(groups: Sequence[str]) -> tuple[str, ...]:
 
 
 def object_masks(gt_boxes: Sequence[np.ndarray], masks: Sequence[np.ndarray] | None, shapes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
-    """Each image's boolean ``(H, W)`` object mask: the set's own, else the union of its class boxes."""
+    """Each image's boolean ``(H, W)`` object mask at the image's size ``shapes[i]``: the set's own
+    (nearest-neighbour resized where it was stored at another size, as WSOL's OpenImages masks
+    are), else the union of its class boxes."""
+    import cv2
+
     from onnxcam.eval.map_localization import boxes_to_masks
 
     if masks is not None:
-        return [np.asarray(mask, dtype=bool) for mask in masks]
+        return [
+            np.asarray(mask, dtype=bool)
+            if np.shape(mask) == tuple(shape)
+            else cv2.resize(np.asarray(mask, dtype=np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+            for mask, shape in zip(masks, shapes)
+        ]
     return [boxes_to_masks([boxes], shape)[0] for boxes, shape in zip(gt_boxes, shapes)]
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.run_files import chunk_results
 from onnxcam.eval.engine import LocalEngine
 from onnxcam.eval.run import EvaluationRun
 
@@ -105,9 +106,7 @@ def reference(model, on_disk, tmp_path_factory) -> Path:
 
 
 def result_files(out: Path) -> dict[Path, dict[str, np.ndarray]]:
-    return {
-        path.relative_to(out): dict(np.load(path)) for path in sorted(out.glob("runs/*/*/chunks/*/*.npz"))
-    }
+    return chunk_results(out, "runs/*/*/chunks/*/*.npz")
 
 
 def assert_same_results(out: Path, reference: Path) -> None:
