@@ -28,10 +28,12 @@ from onnxcam.apps.report_acol import acol_section
 from onnxcam.apps.report_detection import detection_metric_rows, detection_section, find_detections
 from onnxcam.apps.report_metrics import (
     answer_figure,
+    bootstrap_counts,
     findings,
     load_sanity,
     map_metric_rows,
     marked_table,
+    metric_row,
     sanity_figure,
     sanity_reading,
     sanity_rows,
@@ -43,8 +45,6 @@ from onnxcam.eval.bootstrap import (
     bootstrap_max_accuracy,
     bootstrap_mean,
     bootstrap_pxap,
-    percentile_interval,
-    resample_counts,
 )
 from onnxcam.eval.chunks import FIXED_THRESHOLDS, unpack_hits
 from onnxcam.eval.evalset import EvalSet, demo_photos_eval_set, synthetic_eval_set
@@ -132,41 +132,28 @@ def find_runs(out: str | os.PathLike) -> list[Path]:
     return sorted(path.parent for path in Path(out).glob("runs/*/*/run.json"))
 
 
-def _row(run: RunResults, method: str, weighting: str, metric: str, samples: np.ndarray, n: int) -> dict:
-    low, high = percentile_interval(samples[1:])
-    return {
-        "dataset": run.dataset, "model": run.model, "layer": run.layer, "method": method, "weighting": weighting,
-        "metric": metric, "value": float(samples[0]), "ci_low": low, "ci_high": high, "n": n,
-    }
-
-
-def _counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
-    """Row 0 draws every image once (the point estimate); rows 1.. are the bootstrap resamples."""
-    return np.vstack([np.ones((1, n), dtype=np.float32), resample_counts(n, n_resamples, seed)])
-
-
 def variant_metrics(run: RunResults, method: str, weighting: str, n_resamples: int = N_RESAMPLES, seed: int = 0) -> list[dict]:
     """The metric rows of one method x weighting of a run."""
     variant = run.variants[method, weighting]
     n = len(variant["levels"])
-    counts = _counts(n, n_resamples, seed)
+    counts = bootstrap_counts(n, n_resamples, seed)
     rows = []
     per_iou = []
     for metric in BOX_METRICS:
         samples = bootstrap_max_accuracy(unpack_hits(variant["levels"], metric), counts)
-        rows.append(_row(run, method, weighting, metric, samples, n))
+        rows.append(metric_row(run, method, weighting, metric, samples, n))
         if metric != "MaxBoxAcc":
             per_iou.append(samples)
-    rows.insert(1, _row(run, method, weighting, HEADLINE, np.mean(per_iou, axis=0), n))
+    rows.insert(1, metric_row(run, method, weighting, HEADLINE, np.mean(per_iou, axis=0), n))
     for tau in FIXED_THRESHOLDS:
         hit = variant[f"iou_{tau:.2f}"] >= 0.5
-        rows.append(_row(run, method, weighting, f"gt_known_loc_{tau:.2f}", bootstrap_mean(100.0 * hit, counts), n))
+        rows.append(metric_row(run, method, weighting, f"gt_known_loc_{tau:.2f}", bootstrap_mean(100.0 * hit, counts), n))
         top1 = hit & run.correct[:n]
-        rows.append(_row(run, method, weighting, f"top1_loc_{tau:.2f}", bootstrap_mean(100.0 * top1, counts), n))
+        rows.append(metric_row(run, method, weighting, f"top1_loc_{tau:.2f}", bootstrap_mean(100.0 * top1, counts), n))
     if "px_true" in variant:
         thresholds = scoremap_thresholds(run.config["step"])
         samples = bootstrap_pxap(variant["px_true"], variant["px_false"], thresholds, counts)
-        rows.append(_row(run, method, weighting, "PxAP", samples, n))
+        rows.append(metric_row(run, method, weighting, "PxAP", samples, n))
     return rows
 
 
@@ -178,21 +165,21 @@ def diagnostic_rows(run: RunResults, n_resamples: int = N_RESAMPLES, seed: int =
     """Negative channel weights and how often ``abs`` / ``abs-weights`` change the 0.15 box."""
     rows = []
     n_all = len(run.correct)
-    rows.append(_row(run, "-", "-", "top1_accuracy", bootstrap_mean(100.0 * run.correct, _counts(n_all, n_resamples, seed)), n_all))
+    rows.append(metric_row(run, "-", "-", "top1_accuracy", bootstrap_mean(100.0 * run.correct, bootstrap_counts(n_all, n_resamples, seed)), n_all))
     for method, fraction in run.negative_weights.items():
-        rows.append(_row(run, method, "-", "negative_weights_pct", bootstrap_mean(100.0 * fraction, _counts(n_all, n_resamples, seed)), n_all))
+        rows.append(metric_row(run, method, "-", "negative_weights_pct", bootstrap_mean(100.0 * fraction, bootstrap_counts(n_all, n_resamples, seed)), n_all))
     for method in sorted({m for m, _ in run.variants}):
         relu = run.variants.get((method, "relu"))
         if relu is None:
             continue
         n = len(relu["levels"])
-        counts = _counts(n, n_resamples, seed)
+        counts = bootstrap_counts(n, n_resamples, seed)
         flat = relu["raw"].reshape(n, -1).max(axis=1) <= 0
-        rows.append(_row(run, method, "relu", "relu_map_all_zero_pct", bootstrap_mean(100.0 * flat, counts), n))
+        rows.append(metric_row(run, method, "relu", "relu_map_all_zero_pct", bootstrap_mean(100.0 * flat, counts), n))
         for other in ("abs", "abs-weights"):
             if (method, other) in run.variants:
                 changed = _box_changed(relu["box_0.15"], run.variants[method, other]["box_0.15"])
-                rows.append(_row(run, method, other, "box_changed_vs_relu_pct", bootstrap_mean(100.0 * changed, counts), n))
+                rows.append(metric_row(run, method, other, "box_changed_vs_relu_pct", bootstrap_mean(100.0 * changed, counts), n))
     return rows
 
 

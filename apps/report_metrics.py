@@ -63,7 +63,9 @@ def with_pass_groups(arrays: dict[str, np.ndarray], chunk_folder: Path, status: 
     return arrays
 
 
-def _row(run, method: str, weighting: str, metric: str, samples: np.ndarray, n: int) -> dict:
+def metric_row(run, method: str, weighting: str, metric: str, samples: np.ndarray, n: int) -> dict:
+    """One tidy metrics.csv row: the point estimate ``samples[0]`` and the 95% interval of the
+    bootstrap resamples ``samples[1:]``."""
     low, high = percentile_interval(samples[1:])
     return {
         "dataset": run.dataset, "model": run.model, "layer": run.layer, "method": method, "weighting": weighting,
@@ -71,7 +73,8 @@ def _row(run, method: str, weighting: str, metric: str, samples: np.ndarray, n: 
     }
 
 
-def _counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
+def bootstrap_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """Row 0 draws every image once (the point estimate); rows 1.. are the bootstrap resamples."""
     return np.vstack([np.ones((1, n), dtype=np.float32), resample_counts(n, n_resamples, seed)])
 
 
@@ -84,7 +87,7 @@ def map_metric_rows(run, method: str, weighting: str, n_resamples: int = N_RESAM
         if key not in variant:
             continue
         values = np.asarray(variant[key], dtype=np.float64) * (1.0 if key in ALREADY_PERCENT else 100.0)
-        rows.append(_row(run, method, weighting, key, bootstrap_mean(values, _counts(len(values), n_resamples, seed)), len(values)))
+        rows.append(metric_row(run, method, weighting, key, bootstrap_mean(values, bootstrap_counts(len(values), n_resamples, seed)), len(values)))
     return rows
 
 
@@ -109,12 +112,12 @@ def sanity_rows(run, sanity: dict[str, np.ndarray], n_resamples: int = N_RESAMPL
             continue
         method, weighting, name = key.split("__")
         if array.ndim == 1:
-            rows.append(_row(run, method, weighting, name, bootstrap_mean(array, _counts(len(array), n_resamples, seed)), len(array)))
+            rows.append(metric_row(run, method, weighting, name, bootstrap_mean(array, bootstrap_counts(len(array), n_resamples, seed)), len(array)))
             continue
-        counts = _counts(array.shape[1], n_resamples, seed)
+        counts = bootstrap_counts(array.shape[1], n_resamples, seed)
         for step, values in zip(steps, array):
             metric = f"randomized_{name}_{step:02d}"
-            rows.append(_row(run, method, weighting, metric, bootstrap_mean(values, counts), array.shape[1]))
+            rows.append(metric_row(run, method, weighting, metric, bootstrap_mean(values, counts), array.shape[1]))
     return rows
 
 

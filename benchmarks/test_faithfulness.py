@@ -18,7 +18,6 @@ the mean absolute difference per image; torchcam reports only batch means).
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import time
@@ -41,23 +40,6 @@ ROWS = [(metric, implementation) for metric, peer in PEERS.items() for implement
 
 _values: dict[tuple[str, str], np.ndarray] = {}
 """Per-image metric values of the rows run so far, for the int8-vs-fp32 difference."""
-
-
-class _FixedMaps:
-    """What torchcam's metrics need of a CAM extractor, returning maps computed elsewhere."""
-
-    def __init__(self, model: torch.nn.Module, maps: np.ndarray):
-        self.model = model
-        self.maps = torch.from_numpy(maps)
-
-    def __call__(self, class_idx, scores=None, normalized=True, **kwargs):
-        return [self.maps]
-
-    def fuse_cams(self, cams):
-        return cams[0]
-
-    def _hooks_off(self):
-        return contextlib.nullcontext()
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +67,10 @@ def _peer_runner(metric: str, module: torch.nn.Module, batch, maps, class_index)
     if metric == "deletion_insertion":
         from torchcam.metrics import DeletionInsertionMetric
 
+        from helpers.fixed_maps import FixedMaps  # tests/ is on the pytest pythonpath
+
         def run() -> np.ndarray:
-            metric = DeletionInsertionMetric(_FixedMaps(module, maps), torch.nn.Softmax(dim=-1), steps=STEPS)
+            metric = DeletionInsertionMetric(FixedMaps(module, maps), torch.nn.Softmax(dim=-1), steps=STEPS)
             metric.update(inputs, class_idx=[int(c) for c in class_index])
             summary = metric.summary()  # the batch means: torchcam accumulates, as its users read it
             return np.array([[summary["deletion_auc"]], [summary["insertion_auc"]]])

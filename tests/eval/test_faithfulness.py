@@ -3,7 +3,6 @@ ONNX model (wrapped as a torch module for the references) and the same maps."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torchcam.metrics import ClassificationMetric, DeletionInsertionMetric  # noqa: E402
 
+from helpers.fixed_maps import FixedMaps  # noqa: E402
 from helpers.onnx_torch_module import OnnxForward  # noqa: E402
 from helpers.torchvision_standin import import_pytorch_grad_cam  # noqa: E402
 from onnxcam.eval import (  # noqa: E402
@@ -25,23 +25,6 @@ from onnxcam.eval.road_imputation import linear_imputation  # noqa: E402
 from onnxcam.runtime import CamSession  # noqa: E402
 
 N = 4
-
-
-class FixedMaps:
-    """What torchcam's metrics need of a CAM extractor, returning maps computed elsewhere."""
-
-    def __init__(self, model: torch.nn.Module, maps: np.ndarray):
-        self.model = model
-        self.maps = torch.from_numpy(maps)
-
-    def __call__(self, class_idx, scores=None, normalized=True, **kwargs):
-        return [self.maps]
-
-    def fuse_cams(self, cams):
-        return cams[0]
-
-    def _hooks_off(self):
-        return contextlib.nullcontext()
 
 
 @pytest.fixture(scope="module")
