@@ -89,7 +89,7 @@ demo: $(DEMO_STAMP)
 REPORT := reports/localization
 REPORT_MODELS := $(REPORT)/models
 METHOD_BUDGET ?= 400
-METRICS_BUDGET ?= 4
+METRICS_BUDGET ?= 3
 INPUT_GRADIENTS := plain,guided,deconvnet
 # ACOL_MODEL: ACoL on synthetic_resnet's backbone, so the report's "ACoL vs CAM" section compares its
 # acol maps with CAM on synthetic_resnet (issue 22); only the methods that comparison reads, on
