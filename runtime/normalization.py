@@ -15,15 +15,16 @@ def minmax_normalize(maps: np.ndarray) -> np.ndarray:
 
     maps: (N, H, W) float -> (N, H, W) float32. Non-finite values are refused upstream. Three passes
     over the maps (min, max, one scaled copy clipped in place): this runs on every map of every call.
+    The copy is divided by the span, not multiplied by its reciprocal, which overflows for a span of
+    denormal size; a flat map is divided by infinity, which makes it zeros.
     """
     maps = maps.astype(np.float32, copy=False)
     low = maps.min(axis=(1, 2), keepdims=True)
     high = maps.max(axis=(1, 2), keepdims=True)
     span = high - low
     flat = span <= FLAT_TOLERANCE * np.maximum(np.abs(low), np.abs(high))
-    scale = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, span)).astype(np.float32)
     scaled = np.subtract(maps, low)
-    scaled *= scale
+    scaled /= np.where(flat, np.float32(np.inf), span)
     return np.clip(scaled, 0.0, 1.0, out=scaled)
 
 
