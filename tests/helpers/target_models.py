@@ -131,23 +131,14 @@ def reference_gradients(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(d target / d layer (N, C, h, w), resolved classes (N,)) by torch autograd, in the model's
     dtype, for the ``requested`` classes (N,) (-1: the target's top class)."""
-    captured = {}
+    from helpers.torch_reference import outputs_with_layer_leaf
 
-    def capture(_module, _inputs, output):
-        captured["leaf"] = output.detach().clone().requires_grad_()
-        return captured["leaf"].clone()
-
-    handle = model.get_submodule(layer).register_forward_hook(capture)
-    try:
-        with torch.enable_grad():
-            outputs = model(batch)
-    finally:
-        handle.remove()
+    outputs, leaf = outputs_with_layer_leaf(model, layer, batch)
     classes = [
         int(c) if c >= 0 else reference_class(kind, outputs, i, target_input) for i, c in enumerate(requested)
     ]
     total = sum(reference_score(kind, outputs, i, c, target_input) for i, c in enumerate(classes))
-    (gradients,) = torch.autograd.grad(total, captured["leaf"])
+    (gradients,) = torch.autograd.grad(total, leaf)
     return gradients.numpy(), np.asarray(classes)
 
 

@@ -44,6 +44,17 @@ def autograd_layer_gradients(
     right after the layer (DenseNet's ``F.relu(features, inplace=True)``) rewrite neither the
     captured activations nor what is differentiated.
     """
+    logits, leaf = outputs_with_layer_leaf(model, layer, batch)
+    index = logits.argmax(dim=1) if class_index is None else torch.as_tensor(class_index)
+    seed = torch.nn.functional.one_hot(index, logits.shape[1]).to(logits.dtype)
+    (gradients,) = torch.autograd.grad(logits, leaf, grad_outputs=seed)
+    return leaf.detach().numpy(), gradients.numpy(), logits.detach().numpy()
+
+
+def outputs_with_layer_leaf(model: torch.nn.Module, layer: str, batch: torch.Tensor):
+    """``(model(batch), leaf)``: the forward pass with ``layer``'s output made a leaf tensor that
+    requires grad, the network going on with a copy of it (so in-place ops after the layer rewrite
+    neither the captured activations nor what is differentiated)."""
     captured = {}
 
     def capture(_module, _inputs, output):
@@ -53,13 +64,10 @@ def autograd_layer_gradients(
     handle = model.get_submodule(layer).register_forward_hook(capture)
     try:
         with torch.enable_grad():
-            logits = model(batch)
+            outputs = model(batch)
     finally:
         handle.remove()
-    index = logits.argmax(dim=1) if class_index is None else torch.as_tensor(class_index)
-    seed = torch.nn.functional.one_hot(index, logits.shape[1]).to(logits.dtype)
-    (gradients,) = torch.autograd.grad(logits, captured["leaf"], grad_outputs=seed)
-    return captured["leaf"].detach().numpy(), gradients.numpy(), logits.detach().numpy()
+    return outputs, captured["leaf"]
 
 
 def float64_copy(model: torch.nn.Module) -> torch.nn.Module:
