@@ -93,12 +93,12 @@ METRICS_BUDGET ?= 3
 INPUT_GRADIENTS := plain,guided,deconvnet
 # ACOL_MODEL: ACoL on synthetic_resnet's backbone, so the report's "ACoL vs CAM" section compares its
 # acol maps with CAM on synthetic_resnet (issue 22); only the methods that comparison reads, on
-# ACOL_IMAGES images, so that the whole report stays near 45 min. DETECTION_MODEL: scored as
+# the same 2,000 images (ACOL_IMAGES), so that the whole report stays near 45 min. DETECTION_MODEL: scored as
 # detections (COCO AP) on DETECTION_IMAGES multi-object images by `onnxcam eval --detection`
 # (docs/detection.md).
 SYNTHETIC_MODELS := synthetic_resnet synthetic_vgg
 ACOL_MODEL := synthetic_acol
-ACOL_IMAGES ?= 1000
+ACOL_IMAGES ?= 2000
 DETECTION_MODEL := synthetic_multilabel
 DETECTION_IMAGES ?= 200
 REPORT_FILES := $(foreach m,$(SYNTHETIC_MODELS) $(ACOL_MODEL) $(DETECTION_MODEL) efficientnet_lite0,$(REPORT_MODELS)/$(m).onnx)
