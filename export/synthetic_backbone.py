@@ -1,7 +1,8 @@
-"""synthetic_resnet's convolutional layers as a base for the dense synthetic models.
+"""synthetic_resnet's convolutional layers: the base of the classifier
+(:class:`onnxcam.export.synthetic_models.SyntheticResNet`) and of the dense synthetic models.
 
-``conv1`` at H/2, ``layer1`` at H/4, ``layer2`` and ``layer3`` at H/8, with the same module names
-and shapes as :class:`onnxcam.export.synthetic_models.SyntheticResNet`, so that
+``conv1`` at H/2, ``layer1`` at H/4, ``layer2`` and ``layer3`` at H/8, one set of module names and
+shapes for all of them, so that
 ``train-synthetic --init-from models/synthetic/synthetic_resnet.pt`` starts the segmenter and the
 detector from the trained classifier's features (as segmentation and detection networks start from
 an ImageNet-trained backbone). Each ``layer3`` position sees 103 px: a whole object.

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from onnxcam.contract import Preprocessing
+from onnxcam.export.synthetic_backbone import SyntheticBackbone
 from onnxcam.export.synthetic_detector import SyntheticDetector
 from onnxcam.export.synthetic_segmenter import SyntheticSegmenter
 from onnxcam.export.zoo._init import init_like_torchvision
-from onnxcam.export.zoo.resnet import BasicBlock
 
 IMAGE_SIZE = 96
 # The synthetic images have no data-set statistics worth matching; centre 0..1 pixels roughly.
@@ -42,13 +42,7 @@ def synthetic_preprocessing(image_size: int = IMAGE_SIZE) -> Preprocessing:
     return Preprocessing(input_size=(image_size, image_size), mean=SYNTHETIC_MEAN, std=SYNTHETIC_STD)
 
 
-def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
-    )
-
-
-class SyntheticResNet(nn.Module):
+class SyntheticResNet(SyntheticBackbone):
     """``(N, 3, H, W) -> (N, num_classes)``; ``layer3`` gives ``(N, 128, H/8, W/8)``, which the head
     averages globally and maps with ``fc``.
 
@@ -60,20 +54,13 @@ class SyntheticResNet(nn.Module):
 
     def __init__(self, num_classes: int = 12) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 24, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(24)
-        self.relu = nn.ReLU(inplace=True)
-        self.layer1 = BasicBlock(24, 32, 2, _projection(24, 32, 2))
-        self.layer2 = nn.Sequential(BasicBlock(32, 64, 2, _projection(32, 64, 2)), BasicBlock(64, 64))
-        self.layer3 = BasicBlock(64, 128, 1, _projection(64, 128, 1))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(128, num_classes)
         init_like_torchvision(self, linear_std=None)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``layer3``'s output ``(N, 128, H/8, W/8)``, which the heads read."""
-        x = self.relu(self.bn1(self.conv1(x)))
-        return self.layer3(self.layer2(self.layer1(x)))
+        return self.stages(x)[2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
