@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import onnx
+import onnx_ir
 import torch
 from torch import nn
 
@@ -43,6 +44,7 @@ from onnxcam.export.gradient_graph import (
 )
 from onnxcam.export.per_layer import option_per_layer
 from onnxcam.export.target_layers import resolve_layers
+from onnxcam.graph import set_metadata_prop
 from onnxcam.export.targets import ClassLogit, Outputs, Target
 
 MAX_BATCH = 4096
@@ -253,10 +255,10 @@ def export_cam_model(
             f"preprocessing.input_size {metadata.preprocessing.input_size} differs from the "
             f"example input's size {(height, width)}"
         )
+    proto = onnx_ir.to_proto(program.model)
     if fused:
-        from onnxcam.export.fused_heatmaps import fused_model_proto
+        from onnxcam.export.fused_heatmaps import add_fused_heatmaps
 
-        proto = fused_model_proto(program.model, metadata, fused)
-        return write_atomically(path, lambda temporary: onnx.save(proto, temporary))
-    program.model.metadata_props[METADATA_KEY] = metadata.to_json()
-    return write_atomically(path, program.save)
+        metadata = add_fused_heatmaps(proto, metadata, fused)
+    set_metadata_prop(proto, METADATA_KEY, metadata.to_json())
+    return write_atomically(path, lambda temporary: onnx.save(proto, temporary))

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import onnx
 from onnx import TensorProto, helper
 
-from onnxcam.contract import METADATA_KEY, FusedHeatmap, ModelMetadata, heatmap_name
-from onnxcam.graph import GraphBuilder, GraphIndex, default_opset, set_metadata_prop
+from onnxcam.contract import FusedHeatmap, ModelMetadata, heatmap_name
+from onnxcam.graph import GraphBuilder, GraphIndex, default_opset
 from onnxcam.runtime.methods import METHODS, get_method
 from onnxcam.runtime.normalization import FLAT_TOLERANCE
 from onnxcam.runtime.weighting import graph_weighted_activation_sum
@@ -73,17 +73,6 @@ def add_fused_heatmaps(
         added.append(FusedHeatmap(name, weighting, layer.name))
     builder.add_to(model.graph)
     return dataclasses.replace(metadata, fused=metadata.fused + tuple(added))
-
-
-def fused_model_proto(model, metadata: ModelMetadata, fused: Sequence[tuple[str, str]]) -> onnx.ModelProto:
-    """``torch.onnx``'s model (an ``onnx_ir.Model``) as a ModelProto with the fused heatmaps and
-    the contract metadata."""
-    import onnx_ir
-
-    proto = onnx_ir.to_proto(model)
-    metadata = add_fused_heatmaps(proto, metadata, fused)
-    set_metadata_prop(proto, METADATA_KEY, metadata.to_json())
-    return proto
 
 
 def parse_fused(text: str) -> list[tuple[str, str]]:
