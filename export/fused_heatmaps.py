@@ -1,8 +1,9 @@
 """Heatmaps computed inside the graph: outputs ``heatmap/<method>/<weighting>`` ``(N, H, W)``.
 
-For a runtime with no numpy (onnxruntime-web, a phone) one ``run`` returns finished maps: channel
-weights, weighted sum, ReLU or Abs, bilinear Resize to the input size (half-pixel, as the numpy
-path), min-max normalisation per map where a flat map becomes zeros (the numpy rule of
+For a runtime with no numpy (onnxruntime-web, a phone) one ``run`` returns finished maps: the
+method's raw map (``CamMethod.graph_raw_maps``: channel weights, weighted sum, ReLU or Abs; for
+ReciproCAM, the head re-run on the masked copies), bilinear Resize to the input size (half-pixel,
+as the numpy path), min-max normalisation per map where a flat map becomes zeros (the numpy rule of
 ``onnxcam.runtime.normalization``). Every added node is named ``onnxcam/heatmap/<n>`` so a user
 finds it in Netron. One helper per op pattern; opset 18 or later (reduction axes are inputs).
 """
@@ -19,11 +20,10 @@ from onnxcam.contract import FusedHeatmap, ModelMetadata, heatmap_name
 from onnxcam.graph import GraphBuilder, GraphIndex, default_opset
 from onnxcam.runtime.methods import METHODS, get_method
 from onnxcam.runtime.normalization import FLAT_TOLERANCE
-from onnxcam.runtime.weighting import graph_weighted_activation_sum
 
 FUSABLE_METHODS = tuple(name for name, method in METHODS.items() if method.fusable())
-"""Methods whose maps come from the layer's outputs alone (they implement ``graph_weights``), so
-the graph can finish them."""
+"""Methods whose raw map has an in-graph form (``CamMethod.graph_raw_maps``: channel weights on the
+layer's outputs, or ReciproCAM's head copy), so the graph can finish them."""
 
 MIN_OPSET = 18
 SCOPE = "heatmap"
@@ -67,7 +67,7 @@ def add_fused_heatmaps(
         if method.needs_cam_weights and not layer.has_cam_weights:
             raise ValueError(f"{name!r} needs a global-average-pool + linear head after layer {layer.name!r}")
         output = heatmap_name(name, weighting)
-        maps = graph_weighted_activation_sum(builder, method.graph_weights(builder, layer), layer.activations, weighting)
+        maps = method.graph_raw_maps(builder, layer, weighting, model, metadata.target)
         _normalise(builder, _resize(builder, maps, (height, width)), output)
         model.graph.output.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", height, width]))
         added.append(FusedHeatmap(name, weighting, layer.name))

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from onnxcam.contract import LayerInfo, TargetInfo
-from onnxcam.runtime.weighting import WEIGHTINGS, weighted_activation_sum
+from onnxcam.runtime.weighting import WEIGHTINGS, graph_weighted_activation_sum, weighted_activation_sum
 
 if TYPE_CHECKING:
+    import onnx
+
     from onnxcam.graph import GraphBuilder
     from onnxcam.runtime.methods.passes import ModelPasses
     from onnxcam.runtime.methods.target_passes import TargetPasses
@@ -37,6 +39,17 @@ class LayerOutputs:
     cam_weights: np.ndarray | None = None
     input_gradients: np.ndarray | None = None
     native_maps: np.ndarray | None = None  # (N, K, h, w): the model's own class maps, e.g. ACoL's
+
+
+def require_logit_target(method: str, target: TargetInfo) -> None:
+    """Refuse, for ``method``, which re-runs the classifier head and scores its logits, a model
+    exported with another ``target`` than the class logit."""
+    if target.kind != "logit":
+        raise ValueError(
+            f"method {method!r} re-runs the classifier head for the class logit only; this "
+            f"model was exported with the {target.kind!r} target: use 'scorecam', "
+            "'occlusion' or a gradient method"
+        )
 
 
 @dataclass(frozen=True)
@@ -69,12 +82,7 @@ class MethodContext:
     def require_logit_target(self, method: str) -> None:
         """Refuse, for ``method``, which re-runs the classifier head and scores its logits, a model
         exported with another target than the class logit."""
-        if self.target.kind != "logit":
-            raise ValueError(
-                f"method {method!r} re-runs the classifier head for the class logit only; this "
-                f"model was exported with the {self.target.kind!r} target: use 'scorecam', "
-                "'occlusion' or a gradient method"
-            )
+        require_logit_target(method, self.target)
 
     def rescore(self, i: int, inputs: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Image ``i``'s target (same class, same mask or box) on other inputs (M, C_in, H, W) -> (M,)."""
@@ -95,8 +103,9 @@ class CamMethod:
     behind them) is computed once however many weightings are asked for.
 
     A method whose weights are graph ops on the layer's outputs also implements
-    :meth:`graph_weights`, the twin of its numpy weights: the exporter can then finish its maps
-    inside the model (``heatmap/<method>/<weighting>`` outputs).
+    :meth:`graph_weights`, the twin of its numpy weights; a method whose map needs more of the
+    model (ReciproCAM re-runs the head) overrides :meth:`graph_raw_maps` instead. Either way the
+    exporter can finish its maps inside the model (``heatmap/<method>/<weighting>`` outputs).
 
     needs_gradients / needs_cam_weights: fetch ``gradients/L`` / ``cam_weights/L``.
     input_gradient_rule: fetch ``input_gradients/<rule>`` (maps then come at input resolution).
@@ -128,10 +137,21 @@ class CamMethod:
         Methods that cannot be computed inside the graph leave it unimplemented."""
         raise NotImplementedError(f"method {self.name!r} cannot be computed inside the graph")
 
+    def graph_raw_maps(
+        self, b: GraphBuilder, layer: LayerInfo, weighting: str, model: onnx.ModelProto, target: TargetInfo
+    ) -> str:
+        """The raw map as graph ops, the twin of :meth:`raw_maps`: (N, 1, h, w) under ``weighting``
+        (already checked), before resizing and normalisation, added by ``b`` to ``model`` (the
+        CAM-ready model, exported for ``target``, whose tensors the ops may read: the layer's
+        outputs, ``input``, ``class_index``, ``logits``, the head's nodes and weights). By default
+        :meth:`graph_weights` summed with the activations under the weighting."""
+        return graph_weighted_activation_sum(b, self.graph_weights(b, layer), layer.activations, weighting)
+
     @classmethod
     def fusable(cls) -> bool:
-        """Whether the method implements :meth:`graph_weights`: its maps can be fused into the model."""
-        return cls.graph_weights is not CamMethod.graph_weights
+        """Whether the method implements :meth:`graph_weights` or :meth:`graph_raw_maps`: its maps
+        can be fused into the model."""
+        return cls.graph_weights is not CamMethod.graph_weights or cls.graph_raw_maps is not CamMethod.graph_raw_maps
 
     def raw_maps_by_weighting(
         self, outputs: LayerOutputs, weightings: Sequence[str], context: MethodContext | None = None

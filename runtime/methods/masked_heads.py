@@ -14,14 +14,21 @@ Both heads are cut from the model's own graph (``onnxcam.runtime.graph_cuts``):
   block's pre-norm, the block input that skips around it is masked alike (ViT-ReciproCAM's
   insertion in OpenVINO XAI). The tokens are not model outputs: a cut of the graph from the input
   to them runs once per batch.
+
+:func:`graph_masked_logits` is :class:`SpatialHead` as graph ops (ReciproCAM fused into the model):
+the same cut, the head's nodes copied after it, fed with the N * P copies.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 
 from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS, LayerInfo
+from onnxcam.graph import DEFAULT_DOMAINS, GraphBuilder, GraphIndex, TensorType, attributes, inferred_types, node_label
 from onnxcam.runtime.graph_cuts import HeadGraph, extract_head, extract_model
 from onnxcam.runtime.methods.passes import ModelPasses, chunk_rows, session_of_model
 
@@ -56,24 +63,45 @@ def _spatial_mean(graph: HeadGraph) -> tuple[bool, str] | None:
     return None
 
 
+@dataclass(frozen=True)
+class HeadCut:
+    """Where the masked copies enter the head after a CNN layer.
+
+    pooled: the head opens with (ReLUs and) a global spatial mean, and ``cut`` is the mean's
+    output ``(N, C, 1, 1)``: the copies enter as pooled vectors; else ``cut`` is the layer's
+    activations and the copies are masked maps. relu: apply ReLU before pooling.
+    body: ``cut`` -> ``logits``, the rest of the head.
+    """
+
+    cut: str
+    pooled: bool
+    relu: bool
+    body: onnx.ModelProto
+
+
+def cut_head(model: onnx.ModelProto, layer: LayerInfo) -> HeadCut:
+    """The head after ``layer`` in the CAM-ready ``model``, cut where the masked copies enter it."""
+    try:
+        graph = extract_head(model, layer.activations)
+    except ValueError as error:
+        raise ValueError(
+            f"layer {layer.name!r}: the rest of the network cannot be cut after it ({error}); "
+            "a token layer exported with reshape= takes 'vit-reciprocam'"
+        ) from None
+    mean = _spatial_mean(graph)
+    relu, cut = mean if mean else (False, layer.activations)
+    return HeadCut(cut, mean is not None, relu, extract_model(graph.forward, [cut], [LOGITS]))
+
+
 class SpatialHead:
     """The head after a CNN layer, on masked copies of its ``(N, C, h, w)`` activations."""
 
     def __init__(self, passes: ModelPasses, layer: LayerInfo):
-        try:
-            self.graph = extract_head(passes.model, layer.activations)
-        except ValueError as error:
-            raise ValueError(
-                f"layer {layer.name!r}: the rest of the network cannot be cut after it ({error}); "
-                "a token layer exported with reshape= takes 'vit-reciprocam'"
-            ) from None
-        mean = _spatial_mean(self.graph)
-        self.relu, cut = mean if mean else (False, layer.activations)
-        self.pooled = mean is not None
+        head = cut_head(passes.model, layer)
+        self.relu, self.pooled, self.cut = head.relu, head.pooled, head.cut
         # Through the final linear layer too: one ONNX Runtime run on the session's threads (numpy's
         # BLAS threads stall when the cores are busy).
-        self.body = session_of_model(extract_model(self.graph.forward, [cut], [LOGITS]), passes.providers, passes.head_options)
-        self.cut = cut
+        self.body = session_of_model(head.body, passes.providers, passes.head_options)
 
     def logits(self, activations: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """(N, C, h, w) activations, (P, h, w) masks -> (N, P, K) logits of the masked copies."""
@@ -98,6 +126,69 @@ class SpatialHead:
 
     def _through_body(self, values: np.ndarray) -> np.ndarray:
         return self.body.run([LOGITS], {self.cut: values})[0]
+
+
+def _is_onehot(masks: np.ndarray) -> bool:
+    p = len(masks)
+    return p == masks[0].size and np.array_equal(masks.reshape(p, p), np.eye(p, dtype=masks.dtype))
+
+
+def graph_masked_logits(b: GraphBuilder, model: onnx.ModelProto, layer: LayerInfo, masks: np.ndarray) -> str:
+    """:meth:`SpatialHead.logits` as graph ops added by ``b`` to the CAM-ready ``model``: the
+    layer's activations ``(N, C, h, w)`` and the ``(P, h, w)`` non-negative masks -> ``(N, P, K)``
+    logits of the head on the N * P masked copies, batched as rows of one copy of the head."""
+    head = cut_head(model, layer)
+    c, h, w = layer.shape
+    p = len(masks)
+    if head.pooled:
+        values = b.op("Relu", layer.activations) if head.relu else layer.activations
+        flat = b.op("Reshape", values, b.ints([0, c, h * w]))
+        if _is_onehot(masks):  # copy p's mean is A[:, :, p] / hw
+            pooled = b.op("Div", flat, b.const(np.float32(h * w)))
+        else:  # (N, C, hw) @ (hw, P) -> (N, C, P): the spatial mean of every masked copy
+            pooled = b.op("MatMul", flat, b.const(masks.reshape(p, h * w).T / (h * w)))
+        copies = b.op("Reshape", b.op("Transpose", pooled, perm=[0, 2, 1]), b.ints([-1, c, 1, 1]))
+    else:  # (N, 1, C, h, w) * (P, 1, h, w) -> (N, P, C, h, w)
+        masked = b.op("Mul", b.op("Unsqueeze", layer.activations, b.ints([1])), b.const(masks[:, None]))
+        copies = b.op("Reshape", masked, b.ints([-1, c, h, w]))
+    logits = _copy_graph(b, head.body, {head.cut: copies})[LOGITS]
+    batch = b.op("Slice", b.op("Shape", layer.activations), b.ints([0]), b.ints([1]))
+    return b.op("Reshape", logits, b.op("Concat", batch, b.ints([p, -1]), axis=0))
+
+
+def _copy_graph(b: GraphBuilder, model: onnx.ModelProto, feeds: dict[str, str]) -> dict[str, str]:
+    """Emit ``model``'s nodes again with ``b``, reading ``feeds`` (``{its input: tensor}``) and the
+    initializers it shares with the graph ``b`` writes into; ``{its tensor: the copy's name}``.
+
+    The copy runs N * P rows where the original ran N: a ``Reshape`` to a constant shape that starts
+    with a fixed batch size (a static-batch export) gets its input's leading size there instead."""
+    index = GraphIndex(model.graph)
+    types = inferred_types(model)
+    renamed = dict(feeds)
+    for node in model.graph.node:
+        if node.domain not in DEFAULT_DOMAINS or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            raise ValueError(
+                f"node {node_label(node)} ({node.domain or 'ai.onnx'}.{node.op_type}) of the head cannot be copied "
+                "into the graph (another domain or a subgraph): use the method without fusing it"
+            )
+        inputs = [renamed.get(name, name) for name in node.input]
+        if node.op_type == "Reshape" and _fixed_batch(node, index, types):
+            leading = b.op("Slice", b.op("Shape", inputs[0]), b.ints([0]), b.ints([1]))
+            inputs[1] = b.op("Concat", leading, b.ints(index.constants[node.input[1]][1:]), axis=0)
+        outputs = b.op(node.op_type, *inputs, outputs=len(node.output), **attributes(node))
+        renamed.update(zip(node.output, [outputs] if isinstance(outputs, str) else outputs))
+    return renamed
+
+
+def _fixed_batch(node: onnx.NodeProto, index: GraphIndex, types: Mapping[str, TensorType]) -> bool:
+    """Whether a ``Reshape`` node's constant shape starts with a fixed size that is the batch: positive,
+    and not known to differ from its input's leading size."""
+    shape = index.constants.get(node.input[1])
+    if shape is None or shape.ndim != 1 or len(shape) == 0 or shape[0] <= 0:
+        return False
+    dims = types[node.input[0]].dims if node.input[0] in types else None
+    leading = dims[0] if dims else None
+    return not isinstance(leading, int) or leading == shape[0]
 
 
 def _token_inputs(model: onnx.ModelProto, activations: str) -> tuple[str, ...]:

@@ -4,13 +4,20 @@ explanations for convolutional neural networks", 2022)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from onnxcam.contract import CLASS_INDEX, LOGITS, LayerInfo, TargetInfo
 from onnxcam.runtime.class_scores import softmax
-from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext
-from onnxcam.runtime.methods.masked_heads import SpatialHead, TokenHead
-from onnxcam.runtime.weighting import rectify
+from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext, require_logit_target
+from onnxcam.runtime.methods.masked_heads import SpatialHead, TokenHead, graph_masked_logits
+from onnxcam.runtime.weighting import graph_rectify, rectify
+
+if TYPE_CHECKING:
+    import onnx
+
+    from onnxcam.graph import GraphBuilder
 
 SCORES = ("probability", "logit")
 
@@ -43,6 +50,17 @@ def position_scores(logits: np.ndarray, class_index: np.ndarray, score: str) -> 
     return np.take_along_axis(values, class_index[:, None, None], axis=2)[..., 0]
 
 
+def graph_position_scores(b: GraphBuilder, logits: str, positions: int, score: str) -> str:
+    """:func:`position_scores` as graph ops: (N, P, K) logits of the P = ``positions`` masked
+    copies -> (N, P, 1), for the class ``class_index`` (a negative index: the top-1 class of the
+    model's ``logits``, as the session resolves it)."""
+    values = b.op("Softmax", logits, axis=-1) if score == "probability" else logits
+    top1 = b.op("ArgMax", LOGITS, axis=1, keepdims=0)
+    chosen = b.op("Where", b.op("Less", CLASS_INDEX, b.const(np.int64(0))), top1, CLASS_INDEX)
+    index = b.op("Expand", b.op("Reshape", chosen, b.ints([-1, 1, 1])), b.ints([1, positions, 1]))  # (N, P, 1)
+    return b.op("GatherElements", values, index, axis=2)
+
+
 class ReciproCAM(CamMethod):
     r"""ReciproCAM: the class score of the head run on the layer's activations masked to each
     position in turn.
@@ -57,6 +75,10 @@ class ReciproCAM(CamMethod):
     (``onnxcam.runtime.methods.masked_heads``). Probabilities are non-negative: ``relu``, ``abs``
     and ``none`` give the same map (they differ for signed logits) and ``abs-weights``, which has
     no weights to act on, is refused.
+
+    Fusable: the exporter's ``heatmap/reciprocam/<weighting>`` output is this computation inside
+    the graph with the default options (one-hot masks, probability): the head's nodes copied after
+    the layer, fed the N * h * w copies (pooled vectors for a global-average-pool head).
 
     >>> result = session.explain(batch, method="reciprocam")  # doctest: +SKIP
     >>> result = session.explain(batch, method=ReciproCAM(mask="gaussian", score="logit"))  # doctest: +SKIP
@@ -99,6 +121,17 @@ class ReciproCAM(CamMethod):
         scores = position_scores(logits, context.class_index, self.score).reshape(n, height, width)
         return {weighting: rectify(scores, weighting) for weighting in weightings}
 
+    def graph_raw_maps(
+        self, b: GraphBuilder, layer: LayerInfo, weighting: str, model: onnx.ModelProto, target: TargetInfo
+    ) -> str:
+        require_logit_target(self.name, target)
+        _, height, width = layer.shape
+        scope, b.scope = b.scope, f"{b.scope}/{self.name}"
+        logits = graph_masked_logits(b, model, layer, MASKS[self.mask](height, width))
+        maps = b.op("Reshape", graph_position_scores(b, logits, height * width, self.score), b.ints([-1, 1, height, width]))
+        b.scope = scope
+        return graph_rectify(b, maps, weighting)
+
 
 class ViTReciproCAM(ReciproCAM):
     r"""ViT-ReciproCAM: ReciproCAM on the patch tokens of a transformer layer (exported with
@@ -115,6 +148,8 @@ class ViTReciproCAM(ReciproCAM):
 
     name = "vit-reciprocam"
     default_mask = "gaussian"
+    # No in-graph form (yet): its head reads the tokens before the reshaped layer.
+    graph_raw_maps = CamMethod.graph_raw_maps
 
     def head_logits(self, outputs: LayerOutputs, context: MethodContext, masks: np.ndarray) -> np.ndarray:
         key = ("reciprocam/tokens", context.layer.name)

@@ -16,7 +16,7 @@ from onnxcam.runtime import CamSession  # noqa: E402
 from helpers.torch_reference import minmax  # noqa: E402
 from onnxcam.contract import CLASS_INDEX, INPUT, LayerInfo, input_gradients_name  # noqa: E402
 from onnxcam.graph import GraphBuilder  # noqa: E402
-from onnxcam.runtime.methods import METHODS, AblationCAM, LayerOutputs, MethodContext, Occlusion, ScoreCAM  # noqa: E402
+from onnxcam.runtime.methods import METHODS, AblationCAM, CamMethod, LayerOutputs, MethodContext, Occlusion, ScoreCAM  # noqa: E402
 from onnxcam.runtime.weighting import WEIGHTINGS, graph_weighted_activation_sum  # noqa: E402
 from onnxcam.runtime.methods.eigencam import first_principal_projection  # noqa: E402
 
@@ -278,14 +278,16 @@ def test_single_pass_declares_what_the_method_does(small_models, name):
 
 
 FUSABLE = sorted(name for name, method in METHODS.items() if method.fusable())
+GRAPH_WEIGHTED = sorted(name for name, method in METHODS.items() if method.graph_weights is not CamMethod.graph_weights)
 
 
-def test_the_fusable_methods_are_the_single_pass_weighted_sums():
-    assert FUSABLE == ["cam", "gradcam", "gradcam++", "hirescam", "layercam", "xgradcam"]
-    assert all(METHODS[name].single_pass for name in FUSABLE)
+def test_the_fusable_methods_are_the_single_pass_weighted_sums_and_reciprocam():
+    assert FUSABLE == ["cam", "gradcam", "gradcam++", "hirescam", "layercam", "reciprocam", "xgradcam"]
+    assert GRAPH_WEIGHTED == [name for name in FUSABLE if name != "reciprocam"]
+    assert all(METHODS[name].single_pass for name in GRAPH_WEIGHTED)
 
 
-@pytest.mark.parametrize("name", FUSABLE)
+@pytest.mark.parametrize("name", GRAPH_WEIGHTED)
 def test_graph_weights_give_the_numpy_maps_in_every_weighting(name):
     """Each method's in-graph form (``graph_weights`` + the graph weighting) against its numpy form."""
     rng = np.random.default_rng(5)
