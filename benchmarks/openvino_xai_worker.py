@@ -10,8 +10,13 @@ reads a plain ``input`` -> ``logits`` ONNX classifier and a preprocessed float32
 batch, and writes ``maps`` ``(N, h, w)`` uint8 (OpenVINO XAI's map of each image's class, min-max
 scaled to 0..255 in its graph), ``xai_ms`` (per round: the N images explained one call each, as
 its in-graph branch takes batch 1) and ``floor_ms`` (per round: one OpenVINO forward of the
-batch), rounds interleaved. Both compiled models run in f32 (OpenVINO's CPU default is bf16
+batch), rounds interleaved. Every compiled model runs in f32 (OpenVINO's CPU default is bf16
 where the CPU has it) on ``--threads`` threads.
+
+``--fused-model cam.onnx --fused-output heatmap/reciprocam/relu`` also runs onnxcam's CAM-ready
+model with that fused output in OpenVINO, the whole batch in one call fed ``input`` and
+``class_index`` (the same classes), and writes ``fused_maps`` ``(N, H, W)`` and ``fused_ms``
+(per round, interleaved with the other two).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ def main() -> None:
     parser.add_argument("--target-layer", default=None, help="OpenVINO node name (default: its own choice)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=0, help="timed rounds after one warm-up (0: maps only)")
+    parser.add_argument("--fused-model", default=None, help="a CAM-ready ONNX model with a fused heatmap output")
+    parser.add_argument("--fused-output", default="heatmap/reciprocam/relu", help="that output's name")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -53,17 +60,21 @@ def main() -> None:
             [explainer(batch[i : i + 1])[SALIENCY_MAP_OUTPUT_NAME][0, c] for i, c in enumerate(classes)]
         )
 
-    maps = explain()
+    runners = {"floor_ms": lambda: floor(batch), "xai_ms": explain}
+    saved = {"maps": explain()}
+    if args.fused_model:
+        fused = compile_f32(core, core.read_model(args.fused_model), args.threads)
+        feeds = {"input": batch, "class_index": np.array(classes, dtype=np.int64)}
+        runners["fused_ms"] = lambda: fused(feeds)[args.fused_output]
+        saved["fused_maps"] = np.array(runners["fused_ms"]())
     floor(batch)
-    xai_ms, floor_ms = [], []
+    times = {name: [] for name in runners}
     for _ in range(args.rounds):
-        started = time.perf_counter()
-        floor(batch)
-        floor_ms.append((time.perf_counter() - started) * 1e3)
-        started = time.perf_counter()
-        explain()
-        xai_ms.append((time.perf_counter() - started) * 1e3)
-    np.savez(args.out, maps=maps, xai_ms=np.array(xai_ms), floor_ms=np.array(floor_ms), version=ov.__version__)
+        for name, runner in runners.items():
+            started = time.perf_counter()
+            runner()
+            times[name].append((time.perf_counter() - started) * 1e3)
+    np.savez(args.out, **saved, **{name: np.array(ms) for name, ms in times.items()}, version=ov.__version__)
 
 
 if __name__ == "__main__":
