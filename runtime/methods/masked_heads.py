@@ -129,6 +129,7 @@ class SpatialHead:
 
 
 def _is_onehot(masks: np.ndarray) -> bool:
+    """Whether the (P, h, w) masks are the P = h * w one-hot ones, in order."""
     p = len(masks)
     return p == masks[0].size and np.array_equal(masks.reshape(p, p), np.eye(p, dtype=masks.dtype))
 
@@ -166,10 +167,11 @@ def _copy_graph(b: GraphBuilder, model: onnx.ModelProto, feeds: dict[str, str]) 
     types = inferred_types(model)
     renamed = dict(feeds)
     for node in model.graph.node:
-        if node.domain not in DEFAULT_DOMAINS or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+        subgraph = any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
+        if node.domain not in DEFAULT_DOMAINS or subgraph:
             raise ValueError(
-                f"node {node_label(node)} ({node.domain or 'ai.onnx'}.{node.op_type}) of the head cannot be copied "
-                "into the graph (another domain or a subgraph): use the method without fusing it"
+                f"node {node_label(node)} ({node.domain or 'ai.onnx'}.{node.op_type}) of the head cannot be "
+                "copied into the graph (another domain or a subgraph): use the method without fusing it"
             )
         inputs = [renamed.get(name, name) for name in node.input]
         if node.op_type == "Reshape" and _fixed_batch(node, index, types):
