@@ -5,6 +5,8 @@ A CAM-ready ONNX model has
 - inputs ``input`` float32 ``(N, C, H, W)`` (N dynamic) and ``class_index`` int64 ``(N,)``.
   A negative class index means "the top-1 class of this same pass": the graph resolves it with an
   ``ArgMax`` over its own logits, so explaining the predicted class costs one forward pass.
+  An index of K or more is out of range (the graph gathers row c of the classifier weight, and
+  ONNX Runtime refuses the index; ``CamSession`` refuses it first, naming it).
 - outputs ``logits`` ``(N, K)`` and, for every target layer ``L``,
   ``activations/L`` ``(N, C_L, h, w)`` and ``gradients/L`` = dy^c/dA ``(N, C_L, h, w)``;
   ``cam_weights/L`` ``(N, C_L)`` (the classifier row of class c) when ``L`` feeds a

@@ -60,6 +60,7 @@ from onnxcam.export.augment_shapes import (
     measure_unknown_shapes,
     spatial_axes,
 )
+from onnxcam.export.gradient_rewrites import simplify_gradient_ops
 from onnxcam.export.per_layer import option_per_layer
 from onnxcam.export.vjp import FLOAT_TYPES, RULES, BackwardBuilder, UnsupportedOpError
 from onnxcam.graph import (
@@ -72,6 +73,7 @@ from onnxcam.graph import (
     inferred_types,
     node_label,
     optional_input,
+    prune_unneeded,
     set_metadata_prop,
     tensor_names,
 )
@@ -302,7 +304,8 @@ def augment_classifier(
     graph.input.append(helper.make_tensor_value_info(CLASS_INDEX, TensorProto.INT64, [batch]))
     target_inputs = _add_target_io(builder, graph, outputs, kind, batch, output_dims, score, explained)
     graph.output.extend(outputs)
-    _prune(graph)
+    prune_unneeded(graph)
+    simplify_gradient_ops(proto)
 
     metadata = ModelMetadata(
         layers=tuple(layer_infos),
@@ -713,28 +716,4 @@ def _is_global_average(node: onnx.NodeProto, constants: dict[str, np.ndarray], s
     axes_name = optional_input(node, 1)
     axes = constants.get(axes_name) if axes_name else attribute(node, "axes")
     return axes is not None and sorted(int(a) % 4 for a in np.asarray(axes).ravel()) == list(spatial)
-
-
-# -- finishing --------------------------------------------------------------------------------------
-
-
-def _prune(graph: onnx.GraphProto) -> None:
-    """Keep only the nodes and initializers the outputs need (the classifier's other outputs and
-    any unneeded backward nodes go)."""
-    needed = {output.name for output in graph.output}
-    kept = []
-    for node in reversed(graph.node):
-        if any(name in needed for name in node.output):
-            kept.append(onnx.NodeProto())
-            kept[-1].CopyFrom(node)
-            needed.update(node.input)
-    initializers = []
-    for init in graph.initializer:
-        if init.name in needed:
-            initializers.append(onnx.TensorProto())
-            initializers[-1].CopyFrom(init)
-    del graph.node[:]
-    graph.node.extend(reversed(kept))
-    del graph.initializer[:]
-    graph.initializer.extend(initializers)
 

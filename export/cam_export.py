@@ -42,10 +42,11 @@ from onnxcam.export.gradient_graph import (
     find_cam_classifier,
     trace_gradient_graph,
 )
+from onnxcam.export.gradient_rewrites import simplify_gradient_ops
 from onnxcam.export.per_layer import option_per_layer
 from onnxcam.export.target_layers import resolve_layers
-from onnxcam.graph import set_metadata_prop
 from onnxcam.export.targets import ClassLogit, Outputs, Target
+from onnxcam.graph import set_metadata_prop
 
 MAX_BATCH = 4096
 
@@ -256,6 +257,7 @@ def export_cam_model(
             f"example input's size {(height, width)}"
         )
     proto = onnx_ir.to_proto(program.model)
+    simplify_gradient_ops(proto)
     if fused:
         from onnxcam.export.fused_heatmaps import add_fused_heatmaps
 

@@ -32,7 +32,6 @@ from onnxcam.contract import (
     DETECTION_BOXES,
     TARGET_BOX,
     TARGET_MASK,
-    TOP1_CLASS,
     TargetInfo,
     TargetInput,
 )
@@ -61,17 +60,17 @@ def one_hot_rows(index: torch.Tensor, num_classes: int, dtype: torch.dtype) -> t
     """(N,) class indices -> (N, K) one-hot rows.
 
     Written as a comparison with ``arange`` rather than ``gather``/``scatter``: the gradient seed
-    then exports as Equal + Cast, which every runtime and fp16 handle. Indices outside [0, K)
-    (TOP1_CLASS) give zero rows.
+    then exports as Equal + Cast, which every runtime and fp16 handle (the seed's product with a
+    classifier weight becomes a Gather of its rows: ``onnxcam.export.gradient_rewrites``).
     """
     classes = torch.arange(num_classes, device=index.device)
     return (classes[None, :] == index[:, None]).to(dtype)
 
 
 def resolve_class_index(scores: torch.Tensor, class_index: torch.Tensor) -> torch.Tensor:
-    """``class_index`` with every TOP1_CLASS entry replaced by that row's top class of
-    ``scores`` (N, K). (N,)"""
-    return torch.where(class_index == TOP1_CLASS, scores.argmax(dim=1), class_index)
+    """``class_index`` with every negative entry (TOP1_CLASS, as the contract reads any negative
+    index) replaced by that row's top class of ``scores`` (N, K). (N,)"""
+    return torch.where(class_index < 0, scores.argmax(dim=1), class_index)
 
 
 def _pick(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -279,7 +278,7 @@ class DetectionBoxScore(Target):
         candidate = best_score > self.score_threshold
         # -1: the label of the best-matching detection of any class, as the torchvision target.
         any_class = torch.where(candidate, ious, torch.full_like(ious, -1.0)).argmax(dim=1)
-        index = torch.where(class_index == TOP1_CLASS, _pick(label, any_class), class_index)
+        index = torch.where(class_index < 0, _pick(label, any_class), class_index)
         candidate = candidate & (label == index[:, None])
         best = torch.where(candidate, ious, torch.full_like(ious, -1.0)).argmax(dim=1)
         best_iou = _pick(ious, best)

@@ -22,6 +22,7 @@ from onnxcam.graph.index import (
     optional_input,
     tensor_names,
 )
+from onnxcam.graph.prune import prune_unneeded
 
 __all__ = [
     "DEFAULT_DOMAINS",
@@ -37,6 +38,7 @@ __all__ = [
     "inferred_types",
     "node_label",
     "optional_input",
+    "prune_unneeded",
     "set_metadata_prop",
     "tensor_names",
 ]
