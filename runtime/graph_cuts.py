@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from onnxcam.contract import INPUT, LOGITS
+from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS
 from onnxcam.graph import GraphIndex, attribute, optional_input
 
 __all__ = ["HeadGraph", "extract_forward_model", "extract_head", "extract_model"]
@@ -52,8 +52,17 @@ def extract_model(model: onnx.ModelProto, inputs: list[str], outputs: list[str])
 
 
 def extract_forward_model(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The classifier alone: ``input`` -> ``logits``, without ``class_index`` and the backward."""
-    return extract_model(model, [INPUT], [LOGITS])
+    """The classifier alone: ``input`` -> ``logits``, without the backward.
+
+    ``class_index`` stays an input where the forward reads it: ``torch.export`` gives equal batch
+    sizes one symbol, so an export may take the batch size of a reshape from ``class_index``'s
+    shape (a ViT's token reshapes do); any (N,) int64 values serve.
+    """
+    try:
+        return extract_model(model, [INPUT], [LOGITS])
+    except ValueError:
+        return extract_model(model, [INPUT, CLASS_INDEX], [LOGITS])
+
 
 
 @dataclass(frozen=True)

@@ -103,3 +103,24 @@ def edge_zoo_model(exported_zoo_model, tmp_path_factory) -> Callable[..., Path]:
         return cache[arch, precision]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def small_vit(tmp_path_factory):
+    """A 2-block ViT on 32x32 inputs (4x4 patches of 8 px), exported at the last block's ln_1:
+    ``(torch model, CAM-ready file)``. Its export takes the batch size of the token reshapes from
+    ``class_index``'s shape."""
+    import torch
+
+    from onnxcam.contract import Preprocessing
+    from onnxcam.export import export_cam_model
+    from onnxcam.export.zoo.vit import VisionTransformer, tokens_to_grid
+
+    torch.manual_seed(6)
+    model = VisionTransformer(32, 8, 2, 2, 16, 32, num_classes=5).eval()
+    path = export_cam_model(
+        model, torch.zeros(1, 3, 32, 32), ["encoder.layers.encoder_layer_1.ln_1"],
+        tmp_path_factory.mktemp("vit") / "vit.onnx", preprocessing=Preprocessing(input_size=(32, 32)),
+        reshape=tokens_to_grid,
+    )
+    return model, path

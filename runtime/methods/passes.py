@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from onnxcam.contract import INPUT, LOGITS, LayerInfo
+from onnxcam.contract import CLASS_INDEX, INPUT, LOGITS, LayerInfo
 from onnxcam.runtime.graph_cuts import extract_forward_model, extract_head
 from onnxcam.runtime.session_options import without_spinning
 
@@ -94,12 +94,14 @@ class ModelPasses:
             model = self.model if self.forward_path is None else onnx.load(str(self.forward_path))
             self._forward = session_of_model(extract_forward_model(model), self.providers, self.options)
         step = chunk_rows(int(np.prod(inputs.shape[1:])), batch_size)
-        return np.concatenate(
-            [
-                self._forward.run([LOGITS], {INPUT: np.ascontiguousarray(inputs[i : i + step])})[0]
-                for i in range(0, len(inputs), step)
-            ]
-        )
+        reads_class_index = any(value.name == CLASS_INDEX for value in self._forward.get_inputs())
+        logits = []
+        for start in range(0, len(inputs), step):
+            feeds = {INPUT: np.ascontiguousarray(inputs[start : start + step])}
+            if reads_class_index:  # for its shape only (extract_forward_model)
+                feeds[CLASS_INDEX] = np.zeros(len(feeds[INPUT]), np.int64)
+            logits.append(self._forward.run([LOGITS], feeds)[0])
+        return np.concatenate(logits)
 
     def _head(self, layer: LayerInfo) -> _AblationHead:
         if layer.name not in self._heads:

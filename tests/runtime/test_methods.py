@@ -139,6 +139,27 @@ def test_scorecam_matches_pytorch_grad_cam(small_models, model_name):
     assert np.abs(result.maps - expected).max() <= TOLERANCE
 
 
+def test_scorecam_on_a_vit_matches_pytorch_grad_cam(small_vit):
+    """The extra forward passes run on a ViT export whose token reshapes take the batch size
+    from ``class_index``'s shape (the forward graph then keeps that input)."""
+    from onnxcam.export.zoo.vit import tokens_to_grid
+
+    model, path = small_vit
+    batch = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    session = CamSession(path, providers="cpu")
+    with torch.no_grad():
+        np.testing.assert_allclose(session.forward_logits(batch), model(torch.from_numpy(batch)).numpy(), atol=1e-4)
+    result = session.explain(batch, ScoreCAM(batch_size=8))
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    layer = model.get_submodule("encoder.layers.encoder_layer_1.ln_1")
+    with pgc.ScoreCAM(model=model, target_layers=[layer], reshape_transform=tokens_to_grid) as cam:
+        cam.batch_size = 8
+        targets = [ClassifierOutputTarget(int(c)) for c in result.class_index]
+        expected = cam(input_tensor=torch.from_numpy(batch), targets=targets)
+    assert np.abs(result.maps - expected).max() <= TOLERANCE
+
+
 def test_aug_smooth_matches_pytorch_grad_cam(small_models):
     """pytorch-grad-cam averages the six de-augmented maps without renormalising; onnxcam
     renormalises the average, so the reference is renormalised here."""

@@ -25,23 +25,6 @@ def small_models(tmp_path_factory):
     return {"gap": (gap, export_small(gap, folder, "gap")), "mlp": (mlp, export_small(mlp, folder, "mlp"))}
 
 
-@pytest.fixture(scope="module")
-def small_vit(tmp_path_factory):
-    """A 2-block ViT on 32x32 inputs (4x4 patches of 8 px), exported at the last block's ln_1."""
-    from onnxcam.contract import Preprocessing
-    from onnxcam.export import export_cam_model
-    from onnxcam.export.zoo.vit import VisionTransformer, tokens_to_grid
-
-    torch.manual_seed(6)
-    model = VisionTransformer(32, 8, 2, 2, 16, 32, num_classes=5).eval()
-    path = export_cam_model(
-        model, torch.zeros(1, 3, 32, 32), ["encoder.layers.encoder_layer_1.ln_1"],
-        tmp_path_factory.mktemp("vit") / "vit.onnx", preprocessing=Preprocessing(input_size=(32, 32)),
-        reshape=tokens_to_grid,
-    )
-    return model, path
-
-
 def _scores(logits: torch.Tensor, c: int, score: str) -> np.ndarray:
     """(P, K) logits -> (P,) score of class c."""
     return (logits[:, c] if score == "logit" else torch.softmax(logits.double(), 1)[:, c]).numpy()
