@@ -405,3 +405,19 @@ def test_synthetic_set_writes_the_wsol_layout(tmp_path):
     foreground, ignore = read_wsol_mask(masks, data.image_ids[3], tmp_path)
     np.testing.assert_array_equal(foreground, data.masks[3] > 0)
     assert not ignore.any()
+
+
+def test_demo_photo_boxes_lie_inside_their_photos():
+    """Inclusive boxes: x1 <= width - 1 and y1 <= height - 1 of the decoded photo, whose size is the
+    annotation's ``size_hw`` (a box to the edge once ended one pixel outside, and the box masks of
+    the map metrics refused it)."""
+    pytest.importorskip("skimage")
+    from onnxcam.eval.datasets.demo_photos import demo_photos
+    from onnxcam.eval.evalset import demo_photos_eval_set
+
+    eval_set = demo_photos_eval_set()
+    for record, image, boxes in zip(demo_photos()["images"], eval_set.images, eval_set.boxes):
+        height, width = image.shape[:2]
+        assert [height, width] == record["size_hw"], record["file"]
+        assert (boxes[:, 0] <= boxes[:, 2]).all() and (boxes[:, 1] <= boxes[:, 3]).all(), record["file"]
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] < width).all() and (boxes[:, 3] < height).all(), record["file"]
