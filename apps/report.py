@@ -390,7 +390,9 @@ def _answer_blocks(metrics: pd.DataFrame, answers) -> list:
         "box accuracy (MaxBoxAccV2), pointing game, deletion and insertion AUC and Average Drop under "
         "relu, abs and abs-weights, with 95% bootstrap intervals, then what the numbers say."
     ]
-    for run, figure in answers:
+    # The best-supported answer first: most images (2,000 synthetic images before five demo photos),
+    # then most method x weighting variants (the full run before ACoL's three methods).
+    for run, figure in sorted(answers, key=lambda answer: (-len(answer[0].explained), -len(answer[0].variants))):
         if figure is not None:
             blocks.append(("image", figure.name, f"{run.model} on {run.dataset}"))
         for versus in ("abs", "abs-weights"):

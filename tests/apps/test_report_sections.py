@@ -52,6 +52,28 @@ def test_claim_sentence_reads_effect_and_intervals(box, interval, verdict):
     assert title == "ACoL vs CAM" and blocks[1] == text
 
 
+def test_the_report_opens_with_the_run_of_most_images():
+    """Run folders sort by name (demo-photos, then synthetic_acol, synthetic_resnet); the opening puts
+    the 2,000-image run with every method first, then ACoL's three methods, then five photos."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from onnxcam.apps.report import _answer_blocks
+
+    def run(model, dataset, images, methods):
+        variants = {(f"m{i}", w): {} for i in range(methods) for w in ("relu", "abs", "abs-weights")}
+        return SimpleNamespace(model=model, dataset=dataset, explained=np.zeros(images), variants=variants)
+
+    answers = [
+        (run("efficientnet_lite0", "demo-photos", 5, 15), Path("demo.png")),
+        (run("synthetic_acol", "synthetic", 2000, 3), Path("acol.png")),
+        (run("synthetic_resnet", "synthetic", 2000, 15), Path("resnet.png")),
+    ]
+    blocks = _answer_blocks(_metrics(70.0, (68.0, 72.0)), answers)
+    images = [block[1] for block in blocks if isinstance(block, tuple) and block[0] == "image"]
+    assert images == ["resnet.png", "acol.png", "demo.png"]
+
+
 def test_no_acol_section_without_the_baseline():
     from onnxcam.apps.report_acol import acol_section
 
