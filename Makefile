@@ -85,7 +85,7 @@ demo: $(DEMO_STAMP)
 # synthetic_resnet), so each gets METRICS_BUDGET seconds per method and model: the prefix of the
 # images it pays for, in chunks of 10 (about 50-150 images for faithfulness, 10-30 for ROAD; the report
 # gives their n), and the sanity step sizes its sample by it too. docs/localization_report.md has
-# the estimate of the whole run (~44 min on an idle 2-core machine).
+# the estimate of the whole run and its measured time (about 39 min on an idle 2-core machine).
 REPORT := reports/localization
 REPORT_MODELS := $(REPORT)/models
 METHOD_BUDGET ?= 400
