@@ -402,34 +402,40 @@ def _answer_blocks(metrics: pd.DataFrame, answers) -> list:
     return blocks
 
 
+MAP_METRIC_SECTIONS = (
+    (
+        "Localization without thresholds",
+        ("localization",),
+        "pointing_game: the map's peak on the object; energy_pointing_game: share of the map's mass on "
+        "it; relevance_rank_accuracy: share of the |object| top pixels on it; pixel_auc: ROC AUC of "
+        "the map as a pixel classifier; sparseness: Gini index (x100). Objects from the masks, else the boxes.",
+    ),
+    (
+        "Faithfulness",
+        ("faithfulness", "road"),
+        "Extra forward passes on the graph cut to the logits, on the map at the model's input size: "
+        "average_drop (lower is better) and increase_in_confidence (Grad-CAM++), deletion (lower is "
+        "better) and insertion AUC x100 (RISE, as torchcam: 20 steps, baseline 0), road_combined x100 "
+        "((LeRF - MoRF) / 2, pytorch-grad-cam). These rows have their own n: past the metrics budget "
+        "they run on a prefix of the method's images.",
+    ),
+)
+"""The map-metric sections: (title, MAP_METRICS groups, what the metrics mean)."""
+
+
 def _map_metric_sections(metrics: pd.DataFrame, sanity_plots) -> list[tuple[str, list]]:
     """Threshold-free localization, faithfulness and sanity checks, where the runs have them."""
     from onnxcam.apps.report_metrics import MAP_METRICS
 
-    sections: list[tuple[str, list]] = []
     present = set(metrics["metric"])
-    localization = [m for m, group in MAP_METRICS.items() if group == "localization" and m in present]
-    if localization:
-        blocks: list = [
-            "pointing_game: the map's peak on the object; energy_pointing_game: share of the map's mass on "
-            "it; relevance_rank_accuracy: share of the |object| top pixels on it; pixel_auc: ROC AUC of "
-            "the map as a pixel classifier; sparseness: Gini index (x100). Objects from the masks, else the boxes."
-        ]
-        for metric in localization:
-            blocks += [metric, ("table", *marked_table(metrics, metric))]
-        sections.append(("Localization without thresholds", blocks))
-    faithfulness = [m for m, group in MAP_METRICS.items() if group in ("faithfulness", "road") and m in present]
-    if faithfulness:
-        blocks = [
-            "Extra forward passes on the graph cut to the logits, on the map at the model's input size: "
-            "average_drop (lower is better) and increase_in_confidence (Grad-CAM++), deletion (lower is "
-            "better) and insertion AUC x100 (RISE, as torchcam: 20 steps, baseline 0), road_combined x100 "
-            "((LeRF - MoRF) / 2, pytorch-grad-cam). These rows have their own n: past the metrics budget "
-            "they run on a prefix of the method's images."
-        ]
-        for metric in faithfulness:
-            blocks += [metric, ("table", *marked_table(metrics, metric))]
-        sections.append(("Faithfulness", blocks))
+    sections: list[tuple[str, list]] = []
+    for title, groups, intro in MAP_METRIC_SECTIONS:
+        names = [m for m, group in MAP_METRICS.items() if group in groups and m in present]
+        if names:
+            blocks: list = [intro]
+            for metric in names:
+                blocks += [metric, ("table", *marked_table(metrics, metric))]
+            sections.append((title, blocks))
     sanity_blocks: list = []
     for run, figure in sanity_plots:
         sanity_blocks.append(("image", figure.name, f"{run.model} on {run.dataset}: similarity to the original maps"))

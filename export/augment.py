@@ -77,6 +77,7 @@ from onnxcam.graph import (
     set_metadata_prop,
     tensor_names,
 )
+from onnxcam.runtime.class_scores import graph_explained_class
 
 __all__ = [
     "AUGMENT_TARGETS",
@@ -592,8 +593,7 @@ def _elem_type(types: dict[str, TensorType], name: str) -> int:
 def _one_hot(b: BackwardBuilder, scores: str, num_classes: int) -> tuple[str, str]:
     """(onehot(class_index) (N, K) float, the class (N,)), a negative index (the contract's
     TOP1_CLASS is -1) replaced by the argmax of ``scores`` (N, K)."""
-    top1 = b.op("ArgMax", scores, axis=1, keepdims=0)
-    chosen = b.op("Where", b.op("Less", CLASS_INDEX, b.const(np.int64(0))), top1, CLASS_INDEX)
+    chosen = graph_explained_class(b, scores)
     equal = b.op("Equal", b.op("Unsqueeze", chosen, b.ints([1])), b.ints(np.arange(num_classes)))
     return b.op("Cast", equal, to=TensorProto.FLOAT), chosen
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from onnxcam.contract import CLASS_INDEX, LOGITS, LayerInfo, TargetInfo
-from onnxcam.runtime.class_scores import softmax
+from onnxcam.contract import LOGITS, LayerInfo, TargetInfo
+from onnxcam.runtime.class_scores import graph_explained_class, softmax
 from onnxcam.runtime.methods.base import CamMethod, LayerOutputs, MethodContext, require_logit_target
 from onnxcam.runtime.methods.masked_heads import SpatialHead, TokenHead, graph_masked_logits
 from onnxcam.runtime.weighting import graph_rectify, rectify
@@ -55,9 +55,7 @@ def graph_position_scores(b: GraphBuilder, logits: str, positions: int, score: s
     copies -> (N, P, 1), for the class ``class_index`` (a negative index: the top-1 class of the
     model's ``logits``, as the session resolves it)."""
     values = b.op("Softmax", logits, axis=-1) if score == "probability" else logits
-    top1 = b.op("ArgMax", LOGITS, axis=1, keepdims=0)
-    chosen = b.op("Where", b.op("Less", CLASS_INDEX, b.const(np.int64(0))), top1, CLASS_INDEX)
-    index = b.op("Expand", b.op("Reshape", chosen, b.ints([-1, 1, 1])), b.ints([1, positions, 1]))  # (N, P, 1)
+    index = b.op("Expand", b.op("Reshape", graph_explained_class(b, LOGITS), b.ints([-1, 1, 1])), b.ints([1, positions, 1]))  # (N, P, 1)
     return b.op("GatherElements", values, index, axis=2)
 
 
